@@ -1,0 +1,72 @@
+"""The `manifest.json` that sits beside a directory of shards, so configs never spell brace ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class ShardEntry:
+    """One tar file of a split: name relative to the manifest, sample count and checksum."""
+
+    name: str
+    samples: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    """What a shard directory holds, so a loader can find shards and know the epoch size."""
+
+    dataset: str
+    pattern: str
+    shards: list[ShardEntry] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def num_samples(self) -> int:
+        """Total samples over all shards (sizes an epoch in resampled mode)."""
+        return sum(s.samples for s in self.shards)
+
+    def to_json(self) -> str:
+        """Serialise with the derived sample count included for human readers."""
+        return json.dumps({**asdict(self), "num_samples": self.num_samples}, indent=2)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Checksum a shard without loading it whole (shards can be GBs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
+    """Write atomically (temp name, then rename) so a crash never leaves a half manifest."""
+    target = Path(directory) / MANIFEST_NAME
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(manifest.to_json())
+    os.replace(tmp, target)
+    return target
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    """Load a manifest, with an error that names the file and the key when it is malformed."""
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        raw = json.loads(path.read_text())
+        shards = [ShardEntry(**s) for s in raw["shards"]]
+        return Manifest(
+            dataset=raw["dataset"], pattern=raw["pattern"], shards=shards, skipped=raw.get("skipped", [])
+        )
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: no shard manifest here; write shards with a manifest first") from e
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: malformed shard manifest ({type(e).__name__}: {e})") from e

@@ -1,0 +1,86 @@
+"""Per-sample decoding and batch collation, where corrupt samples are skipped *and counted*."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+def product_key(product_id: str) -> int:
+    """Stable int64 for a product id string, so the recall metric can compare ids as tensors."""
+    return int.from_bytes(hashlib.blake2b(product_id.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def _captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """All captions of a sample: the metadata's list when present, else the `.txt` member."""
+    captions = [c for c in meta.get("captions", []) if isinstance(c, str) and c.strip()]
+    if not captions and "txt" in sample:
+        captions = [sample["txt"].decode("utf-8").strip()]
+    if not captions or not captions[0]:
+        raise ValueError("no caption (.txt empty and no 'captions' in .json)")
+    return captions
+
+
+def _image(sample: dict[str, Any]) -> Image.Image:
+    """First image member, fully decoded now so truncated files fail here rather than in the model."""
+    ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
+    if ext is None:
+        raise ValueError(f"no image member (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    image = Image.open(io.BytesIO(sample[ext]))
+    image.load()
+    return image.convert("RGB")
+
+
+class DecodeOrSkip:
+    """WebDataset stage: decode, transform and pick a caption; tag survivors with how many were skipped."""
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor], random_caption: bool) -> None:
+        self.transform = transform
+        self.random_caption = random_caption
+
+    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        rng = random.Random(torch.initial_seed())
+        skipped = 0
+        for sample in samples:
+            key = sample.get("__key__", "?")
+            try:
+                meta = json.loads(sample["json"]) if "json" in sample else {}
+                captions = _captions(sample, meta)
+                image = self.transform(_image(sample))
+            except Exception as e:  # any decoder error means a bad sample, never a dead run
+                skipped += 1
+                log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
+                continue
+            caption = rng.choice(captions) if self.random_caption else captions[0]
+            product = str(meta.get("product_id", key))
+            yield {"image": image, "caption": caption, "product": product_key(product), "skipped": skipped}
+            skipped = 0
+        if skipped:
+            log.warning("%d corrupt samples skipped at the end of this worker's shards", skipped)
+
+
+class CollateWithTokenizer:
+    """Stack images and tokenize the whole batch's captions in one call (faster than per sample)."""
+
+    def __init__(self, tokenizer: Callable[[list[str]], torch.Tensor]) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {
+            "image": torch.stack([s["image"] for s in samples]),
+            "text": self.tokenizer([s["caption"] for s in samples]),
+            "product": torch.tensor([s["product"] for s in samples], dtype=torch.int64),
+            "skipped": torch.tensor(sum(s["skipped"] for s in samples), dtype=torch.int64),
+        }

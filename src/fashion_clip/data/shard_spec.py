@@ -1,0 +1,46 @@
+"""Turn what a user writes for a split (brace pattern, glob, directory, list) into concrete shard URLs."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from pathlib import Path
+
+import braceexpand
+
+from fashion_clip.data.manifest import MANIFEST_NAME, read_manifest
+
+REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://")
+
+
+def _expand_one(spec: str) -> list[str]:
+    """Expand one pattern; remote URLs are trusted, local ones must exist so typos fail early."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        manifest = read_manifest(path)
+        return [str(path / shard.name) for shard in manifest.shards]
+    urls = list(braceexpand.braceexpand(str(path) if not spec.startswith(REMOTE_PREFIXES) else spec))
+    if spec.startswith(REMOTE_PREFIXES):
+        return urls
+    return sorted({match for url in urls for match in glob.glob(url)})
+
+
+def resolve_shards(spec: str | Sequence[str], split: str = "train") -> list[str]:
+    """All shard URLs of a split, in a stable order; an empty result is a config error, not an empty epoch."""
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    urls = [url for one in specs for url in _expand_one(str(one))]
+    if not urls:
+        raise FileNotFoundError(
+            f"data.{split}: shard spec {spec!r} matched no file. Give a brace pattern "
+            f"(shards-{{000000..000009}}.tar), a glob (shards/*.tar) or a directory holding {MANIFEST_NAME}."
+        )
+    return urls
+
+
+def count_samples(spec: str | Sequence[str]) -> int | None:
+    """Samples in a split when every part is a manifest directory; None when the size is unknown."""
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    dirs = [Path(str(s)).expanduser() for s in specs]
+    if not all(d.is_dir() for d in dirs):
+        return None
+    return sum(read_manifest(d).num_samples for d in dirs)

@@ -1,0 +1,50 @@
+"""Shared plumbing for the open_clip loss wrappers, so each wrapper only says which loss it builds."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """Read at call time because Hydra builds the losses before Lightning creates the process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class ContrastiveLoss(nn.Module, ABC):
+    """Builds one open_clip loss per (rank, world_size), since open_clip fixes both at construction."""
+
+    uses_logit_bias: ClassVar[bool]
+
+    def __init__(self, init_logit_scale: float | None = None, init_logit_bias: float | None = None) -> None:
+        super().__init__()
+        self.init_logit_scale = init_logit_scale
+        self.init_logit_bias = init_logit_bias
+        self._open_clip_losses: dict[tuple[int, int], nn.Module] = {}
+
+    @abstractmethod
+    def _build(self, rank: int, world_size: int) -> nn.Module:
+        """Subclasses choose the open_clip loss and its options; the base only handles the topology."""
+
+    def open_clip_loss(self) -> nn.Module:
+        """The open_clip loss that matches the current process group, built on first use."""
+        key = rank_and_world_size()
+        if key not in self._open_clip_losses:
+            self._open_clip_losses[key] = self._build(*key)
+        return self._open_clip_losses[key]
+
+    @abstractmethod
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        logit_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Same signature for every loss so the LightningModule can call any of them unchanged."""

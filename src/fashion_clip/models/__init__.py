@@ -1,0 +1,1 @@
+"""Models: the open_clip front door and the LightningModule that trains it."""

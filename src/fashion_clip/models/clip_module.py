@@ -1,0 +1,114 @@
+"""LightningModule around an OpenCLIP dual encoder with a pluggable contrastive loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import open_clip
+import torch
+from torch import nn
+
+from fashion_clip.metrics import RetrievalRecall
+from fashion_clip.optim.param_groups import param_groups
+
+
+def ensure_logit_params(model: open_clip.CLIP, loss: nn.Module) -> None:
+    """Give a model the bias its loss needs; SigLIP models keep their pretrained scale and bias."""
+    if not getattr(loss, "uses_logit_bias", False) or getattr(model, "logit_bias", None) is not None:
+        return
+    model.logit_bias = nn.Parameter(torch.full_like(model.logit_scale.data, loss.init_logit_bias))
+    model.logit_scale.data.fill_(loss.init_logit_scale)
+
+
+class ClipModule(L.LightningModule):
+    """Trains with the configured loss and validates with product-level retrieval recall."""
+
+    def __init__(
+        self,
+        model: open_clip.CLIP,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        max_logit_scale: float = 100.0,
+        recall_ks: tuple[int, ...] = (1, 5, 10),
+        recall_chunk_size: int = 1024,
+    ) -> None:
+        super().__init__()
+        ensure_logit_params(model, loss)
+        self.model = model
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.max_log_scale = math.log(max_logit_scale)
+        self.recall = nn.ModuleDict(
+            {stage: RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size) for stage in ("val", "test")}
+        )
+        self.skipped_samples = 0
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-norm embeddings of both towers: every loss and metric here works on cosine similarity."""
+        return self.model.encode_image(image, normalize=True), self.model.encode_text(text, normalize=True)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss plus the embeddings it was computed from (evaluation reuses them for recall)."""
+        image, text = self(batch["image"], batch["text"])
+        loss = self.loss(image, text, self.model.logit_scale.exp(), self.model.logit_bias)
+        return loss, image, text
+
+    def _count_skipped(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        """Corrupt samples are dropped by the loader; make the drop visible in TensorBoard."""
+        self.skipped_samples += int(batch["skipped"])
+        self.log(f"{stage}/skipped_samples", float(batch["skipped"]), reduce_fx="sum", on_step=False,
+                 on_epoch=True, sync_dist=True, batch_size=len(batch["image"]))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self._loss(batch)
+        size = len(batch["image"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=size)
+        if self.model.logit_bias is not None:
+            self.log("train/logit_bias", self.model.logit_bias, batch_size=size)
+        self._count_skipped(batch, "train")
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Clamp the temperature after each step, as CLIP does, so logits cannot blow up."""
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(0, self.max_log_scale)
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        """Loss for the curve, embeddings into the recall metric for the whole split."""
+        loss, image, text = self._loss(batch)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
+        self.recall[stage].update(image, text, batch["product"])
+        self._count_skipped(batch, stage)
+
+    def _log_recall(self, stage: str) -> None:
+        """Recall needs the whole split's gallery, so it is computed once per epoch, not per batch."""
+        metric = self.recall[stage]
+        scores = metric.compute()
+        mean = scores.pop("mean_recall")
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()})
+        self.log(f"{stage}/mean_recall", mean, prog_bar=True)
+        metric.reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_recall("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_recall("test")
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(param_groups(self.model.named_parameters()))
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

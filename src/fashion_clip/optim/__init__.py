@@ -1,0 +1,1 @@
+"""Optimisation: AdamW parameter groups and the warmup-cosine schedule."""
