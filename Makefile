@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: install demo train test lint bench clean-demo
+.PHONY: install demo train test lint clean-demo
 
 install: $(STAMP)
 
@@ -14,11 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-data/demo/test/manifest.json: | $(STAMP)
+demo: $(STAMP)
 	$(BIN)/python -m fashion_clip.data.demo_catalogue --out data/demo
-
-demo: $(STAMP) data/demo/test/manifest.json
-	$(BIN)/python -m fashion_clip.train experiment=demo
+	$(BIN)/python -m fashion_clip.train experiment=demo $(ARGS)
 
 train: $(STAMP)
 	$(BIN)/python -m fashion_clip.train $(ARGS)

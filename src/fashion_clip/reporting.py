@@ -52,8 +52,10 @@ def write_before_after(results: dict[str, dict[str, float]], output_dir: str | P
     Console().print(table)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("recall_before_after.json", json.dumps(results, indent=2)),
-                       ("recall_before_after.md", _markdown(rows))):
+    for name, text in (
+        ("recall_before_after.json", json.dumps(results, indent=2)),
+        ("recall_before_after.md", _markdown(rows)),
+    ):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / name)

@@ -15,12 +15,15 @@ from fashion_clip.reporting import log_hyperparameters, write_before_after
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
+def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, dict[str, float]]:
     """Build every part from the config, fit, and return test recall before and after training."""
     L.seed_everything(cfg.seed, workers=True)
     clip = instantiate(cfg.model)
     datamodule = instantiate(
-        cfg.data, train_transform=clip.train_transform, val_transform=clip.val_transform, tokenizer=clip.tokenizer
+        cfg.data,
+        train_transform=clip.train_transform,
+        val_transform=clip.val_transform,
+        tokenizer=clip.tokenizer,
     )
     module = instantiate(
         cfg.module,
@@ -29,7 +32,7 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()] + list(extra_callbacks)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     log_hyperparameters(trainer, cfg, module)

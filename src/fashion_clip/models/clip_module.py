@@ -43,7 +43,10 @@ class ClipModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.max_log_scale = math.log(max_logit_scale)
         self.recall = nn.ModuleDict(
-            {stage: RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size) for stage in ("val", "test")}
+            {
+                stage: RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size)
+                for stage in ("val", "test")
+            }
         )
         self.skipped_samples = 0
 
@@ -60,8 +63,15 @@ class ClipModule(L.LightningModule):
     def _count_skipped(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         """Corrupt samples are dropped by the loader; make the drop visible in TensorBoard."""
         self.skipped_samples += int(batch["skipped"])
-        self.log(f"{stage}/skipped_samples", float(batch["skipped"]), reduce_fx="sum", on_step=False,
-                 on_epoch=True, sync_dist=True, batch_size=len(batch["image"]))
+        self.log(
+            f"{stage}/skipped_samples",
+            float(batch["skipped"]),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=len(batch["image"]),
+        )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self._loss(batch)

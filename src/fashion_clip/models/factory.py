@@ -50,8 +50,10 @@ def create_model(
     """Build the dual encoder and its transforms; `pretrained` is a tag, a local file, or None."""
     if name not in open_clip.list_models():
         raise ValueError(f"model.name='{name}' is not an open_clip model; see open_clip.list_models()")
-    if pretrained and not Path(pretrained).is_file() and pretrained not in (
-        open_clip.list_pretrained_tags_by_model(name)
+    if (
+        pretrained
+        and not Path(pretrained).is_file()
+        and pretrained not in (open_clip.list_pretrained_tags_by_model(name))
     ):
         raise FileNotFoundError(_pretrained_help(name, pretrained))
     try:

@@ -7,7 +7,15 @@ from collections.abc import Iterable
 import torch
 
 NO_DECAY_MARKERS = (
-    "bias", "ln", "norm", "bn", "embedding", "pos_embed", "cls_token", "logit_scale", "logit_bias"
+    "bias",
+    "ln",
+    "norm",
+    "bn",
+    "embedding",
+    "pos_embed",
+    "cls_token",
+    "logit_scale",
+    "logit_bias",
 )
 
 

@@ -1,0 +1,138 @@
+"""The WebDataset data module on shards made here: specs, captions, epoch sizes and corrupt samples."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fashion_clip.data.datamodule import WebDatasetDataModule
+from fashion_clip.data.manifest import read_manifest
+from fashion_clip.data.samples import product_key
+from fashion_clip.data.shard_spec import count_samples, resolve_shards
+from fashion_clip.data.shard_writer import ShardSink
+from fashion_clip.models.factory import create_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    return create_clip("FashionCLIP-Tiny")
+
+
+def _jpeg(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _sample(index: int, image: bytes, captions: list[str], product: str) -> dict:
+    meta = {"product_id": product, "category": "dress", "captions": captions}
+    return {
+        "__key__": f"{index:09d}",
+        "jpg": image,
+        "txt": captions[0].encode(),
+        "json": json.dumps(meta).encode(),
+    }
+
+
+def _write_split(directory: Path, samples: list[dict], shard_size: int = 4) -> Path:
+    with ShardSink(directory, "fixture", shard_size=shard_size) as sink:
+        for sample in samples:
+            sink.write(sample)
+    return directory
+
+
+def _module(tiny_clip, **kwargs) -> WebDatasetDataModule:
+    return WebDatasetDataModule(
+        train_transform=tiny_clip.train_transform,
+        val_transform=tiny_clip.val_transform,
+        tokenizer=tiny_clip.tokenizer,
+        num_workers=0,
+        **kwargs,
+    )
+
+
+def _batches(loader) -> list[dict]:
+    return list(iter(loader))
+
+
+def test_corrupt_samples_are_skipped_and_counted(tmp_path, tiny_clip) -> None:
+    good = [_sample(i, _jpeg((10 * i, 0, 0)), [f"red dress {i}"], f"p{i}") for i in range(6)]
+    truncated = _sample(6, _jpeg((0, 0, 200))[:40], ["blue dress"], "p6")
+    not_an_image = _sample(7, b"this is not a jpeg", ["green dress"], "p7")
+    no_caption = _sample(8, _jpeg((0, 200, 0)), ["  "], "p8")
+    split = _write_split(
+        tmp_path / "val", [good[0], truncated, *good[1:4], not_an_image, no_caption, *good[4:]]
+    )
+    dm = _module(tiny_clip, val=str(split), eval_batch_size=3)
+    batches = _batches(dm.val_dataloader())
+    assert sum(len(b["image"]) for b in batches) == 6
+    assert sum(int(b["skipped"]) for b in batches) == 3
+    assert batches[0]["image"].shape[1:] == (3, 64, 64)
+    assert batches[0]["text"].shape[1] == 32
+
+
+def test_validation_uses_first_caption_and_training_samples_all(tmp_path, tiny_clip) -> None:
+    captions = ["first caption", "second caption", "third caption"]
+    split = _write_split(tmp_path / "s", [_sample(i, _jpeg((0, 0, 0)), captions, "p") for i in range(16)])
+    dm = _module(
+        tiny_clip, train=str(split), val=str(split), batch_size=16, eval_batch_size=16, shuffle_buffer=1
+    )
+    val_text = _batches(dm.val_dataloader())[0]["text"]
+    first = tiny_clip.tokenizer(["first caption"])[0]
+    assert all(torch.equal(row, first) for row in val_text)
+    seen = {tuple(row.tolist()) for row in _batches(dm.train_dataloader())[0]["text"]}
+    assert seen == {tuple(tiny_clip.tokenizer([c])[0].tolist()) for c in captions}
+
+
+def test_product_ids_travel_as_stable_int64(tmp_path, tiny_clip) -> None:
+    split = _write_split(
+        tmp_path / "s", [_sample(i, _jpeg((0, 0, 0)), ["c"], f"prod-{i % 2}") for i in range(4)]
+    )
+    batch = _batches(_module(tiny_clip, val=str(split), eval_batch_size=4).val_dataloader())[0]
+    assert batch["product"].tolist() == [product_key(f"prod-{i % 2}") for i in range(4)]
+    assert batch["product"].dtype == torch.int64
+
+
+def test_shard_specs_brace_glob_directory_and_list(tmp_path) -> None:
+    split = _write_split(tmp_path / "train", [_sample(i, _jpeg((0, 0, 0)), ["c"], "p") for i in range(10)])
+    shards = sorted(str(p) for p in split.glob("*.tar"))
+    assert len(shards) == 3
+    assert resolve_shards(str(split)) == shards
+    assert resolve_shards(str(split / "*.tar")) == shards
+    assert resolve_shards(str(split / read_manifest(split).pattern)) == shards
+    assert resolve_shards([shards[0], shards[2]]) == [shards[0], shards[2]]
+    assert count_samples(str(split)) == 10
+    assert count_samples(str(split / "*.tar")) is None
+
+
+def test_shard_spec_matching_nothing_names_the_spec_and_split(tmp_path) -> None:
+    spec = str(tmp_path / "missing-{000000..000003}.tar")
+    with pytest.raises(FileNotFoundError, match="data.val") as err:
+        resolve_shards(spec, "val")
+    assert spec in str(err.value)
+
+
+def test_epoch_length_from_manifest_and_resampled_budget(tmp_path, tiny_clip) -> None:
+    split = _write_split(
+        tmp_path / "train", [_sample(i, _jpeg((0, 0, 0)), ["c"], f"p{i}") for i in range(20)]
+    )
+    assert len(_module(tiny_clip, train=str(split), batch_size=4).train_dataloader()) == 5
+    resampled = _module(tiny_clip, train=str(split), batch_size=4, resampled=True, samples_per_epoch=32)
+    loader = resampled.train_dataloader()
+    assert len(loader) == 8
+    assert len(_batches(loader)) == 8
+
+
+def test_resampled_without_budget_or_manifest_is_refused(tmp_path, tiny_clip) -> None:
+    with pytest.raises(ValueError, match="samples_per_epoch"):
+        _module(tiny_clip, train=str(tmp_path / "*.tar"), resampled=True)
+
+
+def test_unset_split_names_the_config_key(tiny_clip) -> None:
+    with pytest.raises(ValueError, match="data.test is not set"):
+        _module(tiny_clip).test_dataloader()
