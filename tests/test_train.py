@@ -16,7 +16,7 @@ FAST = ("model=tiny", "trainer=cpu", "data.num_workers=0", "data.batch_size=16",
 
 @pytest.mark.parametrize("loss", ["infonce", "siglip"])
 def test_fast_dev_run_both_losses(compose_train, small_catalogue, tmp_path, loss: str) -> None:
-    cfg = compose_train(*FAST, f"loss={loss}", "+trainer.fast_dev_run=2", data_dir=small_catalogue)
+    cfg = compose_train(*FAST, f"loss={loss}", "trainer.fast_dev_run=2", data_dir=small_catalogue)
     results = train(cfg)
     after = results["after"]
     assert set(results) == {"before", "after"}

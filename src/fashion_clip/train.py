@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import CONFIG_DIR
+from fashion_clip.errors import exit_on_user_error
 from fashion_clip.reporting import log_hyperparameters, write_before_after
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     """Console entry point (`fashion-clip-train`); Hydra handles overrides, sweeps and the run dir."""
     train(cfg)

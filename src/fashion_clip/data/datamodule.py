@@ -11,6 +11,7 @@ import webdataset as wds
 
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
+from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
 
@@ -36,7 +37,7 @@ class WebDatasetDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if resampled and not samples_per_epoch and not (train and count_samples(train)):
-            raise ValueError(
+            raise ConfigError(
                 "data.resampled=true needs data.samples_per_epoch (or a train directory with a manifest)"
             )
         self.specs = {"train": train, "val": val, "test": test}
@@ -59,7 +60,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         """The split's shard spec, with an error naming the config key when it was left empty."""
         spec = self.specs[split]
         if not spec:
-            raise ValueError(f"data.{split} is not set: give the shard spec for the {split} split")
+            raise ConfigError(f"data.{split} is not set: give the shard spec for the {split} split")
         return spec
 
     def _pipeline(self, split: str) -> wds.DataPipeline:

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fashion_clip.errors import ConfigError, MissingInputError
+
 MANIFEST_NAME = "manifest.json"
 
 
@@ -67,6 +69,6 @@ def read_manifest(directory: str | Path) -> Manifest:
             dataset=raw["dataset"], pattern=raw["pattern"], shards=shards, skipped=raw.get("skipped", [])
         )
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"{path}: no shard manifest here; write shards with a manifest first") from e
+        raise MissingInputError(f"{path}: no shard manifest here; write shards with a manifest first") from e
     except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: malformed shard manifest ({type(e).__name__}: {e})") from e
+        raise ConfigError(f"{path}: malformed shard manifest ({type(e).__name__}: {e})") from e

@@ -9,6 +9,7 @@ from pathlib import Path
 import braceexpand
 
 from fashion_clip.data.manifest import MANIFEST_NAME, read_manifest
+from fashion_clip.errors import MissingInputError
 
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://")
 
@@ -30,7 +31,7 @@ def resolve_shards(spec: str | Sequence[str], split: str = "train") -> list[str]
     specs = [spec] if isinstance(spec, str) else list(spec)
     urls = [url for one in specs for url in _expand_one(str(one))]
     if not urls:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"data.{split}: shard spec {spec!r} matched no file. Give a brace pattern "
             f"(shards-{{000000..000009}}.tar), a glob (shards/*.tar) or a directory holding {MANIFEST_NAME}."
         )

@@ -11,6 +11,8 @@ from typing import Any
 import open_clip
 import torch
 
+from fashion_clip.errors import ConfigError, DownloadError, MissingInputError
+
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -49,13 +51,13 @@ def create_model(
 ) -> tuple[open_clip.CLIP, Callable, Callable]:
     """Build the dual encoder and its transforms; `pretrained` is a tag, a local file, or None."""
     if name not in open_clip.list_models():
-        raise ValueError(f"model.name='{name}' is not an open_clip model; see open_clip.list_models()")
+        raise ConfigError(f"model.name='{name}' is not an open_clip model; see open_clip.list_models()")
     if (
         pretrained
         and not Path(pretrained).is_file()
         and pretrained not in (open_clip.list_pretrained_tags_by_model(name))
     ):
-        raise FileNotFoundError(_pretrained_help(name, pretrained))
+        raise MissingInputError(_pretrained_help(name, pretrained))
     try:
         model, train_tf, val_tf = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir, force_image_size=force_image_size
@@ -63,7 +65,7 @@ def create_model(
     except RuntimeError as e:
         if not pretrained:
             raise
-        raise RuntimeError(_pretrained_help(name, pretrained)) from e
+        raise DownloadError(_pretrained_help(name, pretrained)) from e
     if grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model, train_tf, val_tf
@@ -85,7 +87,7 @@ def create_tokenizer(name: str, tokenizer: str | None = None, cache_dir: str | N
             **text_cfg.get("tokenizer_kwargs", {}),
         )
     except Exception as e:  # transformers raises OSError, ImportError, ValueError... depending on cause
-        raise RuntimeError(
+        raise DownloadError(
             f"could not load the tokenizer '{source}' for model '{name}' ({type(e).__name__}: {e}). "
             f"This model uses a Hugging Face tokenizer (needs `pip install transformers sentencepiece`); "
             f"offline, save it elsewhere with `AutoTokenizer.from_pretrained('{hub_name}')"

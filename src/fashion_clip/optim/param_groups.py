@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import torch
 
+from fashion_clip.errors import ConfigError
+
 NO_DECAY_MARKERS = (
     "bias",
     "ln",
@@ -28,7 +30,7 @@ def param_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]]) -> 
     """Two groups for AdamW; the decay group inherits the optimizer's configured weight_decay."""
     trainable = [(n, p) for n, p in named_parameters if p.requires_grad]
     if not trainable:
-        raise ValueError("no trainable parameters: every parameter is frozen (check model lock settings)")
+        raise ConfigError("no trainable parameters: every parameter is frozen (check model lock settings)")
     decay = [p for n, p in trainable if not is_no_decay(n, p)]
     no_decay = [p for n, p in trainable if is_no_decay(n, p)]
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -1,0 +1,56 @@
+"""User-facing errors: config or input mistakes whose message says what to do, shown without a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+log = logging.getLogger("fashion_clip")
+
+F = TypeVar("F", bound=Callable)
+
+
+class UserError(Exception):
+    """Base of errors a user can fix from the message alone; entry points print these and exit 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value is invalid or missing."""
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """A file, shard or directory the config points at does not exist."""
+
+
+class DownloadError(UserError, RuntimeError):
+    """Weights or a tokenizer could not be fetched (typically offline); the message says how to go local."""
+
+
+def find_user_error(exc: BaseException | None) -> UserError | None:
+    """Hydra's instantiate wraps errors from targets; look through the cause chain for ours."""
+    while exc is not None:
+        if isinstance(exc, UserError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def exit_on_user_error(entry_point: F) -> F:
+    """Decorate a CLI so user mistakes end with a one-paragraph message and exit code 2, not a traceback."""
+
+    @functools.wraps(entry_point)
+    def wrapper(*args, **kwargs):
+        try:
+            return entry_point(*args, **kwargs)
+        except Exception as exc:
+            user_error = find_user_error(exc)
+            if user_error is None:
+                raise
+            log.error("%s: %s", type(user_error).__name__, user_error)
+            print(f"error: {user_error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
