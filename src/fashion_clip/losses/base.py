@@ -39,7 +39,6 @@ class ContrastiveLoss(nn.Module, ABC):
             self._open_clip_losses[key] = self._build(*key)
         return self._open_clip_losses[key]
 
-    @abstractmethod
     def forward(
         self,
         image_features: torch.Tensor,
@@ -47,4 +46,12 @@ class ContrastiveLoss(nn.Module, ABC):
         logit_scale: torch.Tensor,
         logit_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Same signature for every loss so the LightningModule can call any of them unchanged."""
+        """One signature for every loss; losses without a bias ignore it so SigLIP models still train."""
+        if not self.uses_logit_bias:
+            return self.open_clip_loss()(image_features, text_features, logit_scale)
+        if logit_bias is None:
+            raise ValueError(
+                f"{type(self).__name__} needs logit_bias, but the model returned none; use a model with a "
+                "logit_bias parameter (a SigLIP checkpoint, or let the module add one from init_logit_bias)."
+            )
+        return self.open_clip_loss()(image_features, text_features, logit_scale, logit_bias)

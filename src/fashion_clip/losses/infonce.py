@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from open_clip.loss import ClipLoss
 from torch import nn
 
@@ -26,13 +25,3 @@ class InfoNCELoss(ContrastiveLoss):
             rank=rank,
             world_size=world_size,
         )
-
-    def forward(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor,
-        logit_bias: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Ignores logit_bias so models that carry one (SigLIP checkpoints) can still be trained with it."""
-        return self.open_clip_loss()(image_features, text_features, logit_scale)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from open_clip.loss import SigLipLoss as OpenClipSigLipLoss
 from torch import nn
 
@@ -27,18 +26,3 @@ class SigLipLoss(ContrastiveLoss):
 
     def _build(self, rank: int, world_size: int) -> nn.Module:
         return OpenClipSigLipLoss(rank=rank, world_size=world_size, dist_impl=self.dist_impl)
-
-    def forward(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor,
-        logit_bias: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Fails loudly without a bias: the sigmoid loss is badly conditioned at init without one."""
-        if logit_bias is None:
-            raise ValueError(
-                "SigLipLoss needs logit_bias, but the model returned none; use a model with a logit_bias "
-                "parameter (e.g. a SigLIP checkpoint, or let the module add one from init_logit_bias)."
-            )
-        return self.open_clip_loss()(image_features, text_features, logit_scale, logit_bias)
