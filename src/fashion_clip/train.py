@@ -45,7 +45,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results["after"] = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)[0]
-    write_before_after(results, cfg.paths.output_dir)
+    if results and trainer.is_global_zero:
+        write_before_after(results, cfg.paths.output_dir)
     return results
 
 

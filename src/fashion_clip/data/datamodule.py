@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import lightning as L
 import torch
@@ -14,6 +16,12 @@ from fashion_clip.data.shard_spec import count_samples, resolve_shards
 from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
+
+
+def every_nth(samples: Iterable[dict], start: int, step: int) -> Iterator[dict]:
+    """Split evaluation data across ranks by sample, not shard, so no rank is left without samples
+    when a split has fewer shards than ranks (the recall metric's gather needs every rank to have some)."""
+    return itertools.islice(samples, start, None, step)
 
 
 class WebDatasetDataModule(L.LightningDataModule):
@@ -56,6 +64,10 @@ class WebDatasetDataModule(L.LightningDataModule):
         """Ranks sharing the data: each gets its own shards, so epoch length divides by this."""
         return self.trainer.world_size if self.trainer is not None else 1
 
+    def _rank(self) -> int:
+        """This process's rank among those sharing the data."""
+        return self.trainer.global_rank if self.trainer is not None else 0
+
     def _spec(self, split: str) -> ShardSpec:
         """The split's shard spec, with an error naming the config key when it was left empty."""
         spec = self.specs[split]
@@ -69,15 +81,18 @@ class WebDatasetDataModule(L.LightningDataModule):
             raise ValueError("the data module needs the model's transforms and tokenizer (see train.py)")
         urls = resolve_shards(self._spec(split), split)
         train = split == "train"
-        source = [wds.ResampledShards(urls)] if train and self.resampled else [wds.SimpleShardList(urls)]
-        if train and not self.resampled:
-            source.append(wds.shuffle(len(urls)))
-        if not (train and self.resampled):
-            source += [wds.split_by_node, wds.split_by_worker]
+        if train and self.resampled:
+            source = [wds.ResampledShards(urls)]
+        else:
+            # split before shuffling: ranks and workers shuffle with different seeds and must not overlap
+            split_by_node = [wds.split_by_node] if train else []
+            source = [wds.SimpleShardList(urls), *split_by_node, wds.split_by_worker]
+            source += [wds.shuffle(len(urls))] if train else []
         batch_size = self.batch_size if train else self.eval_batch_size
         stages = [
             *source,
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            *([] if train else [functools.partial(every_nth, start=self._rank(), step=self._world_size())]),
             *([wds.shuffle(self.shuffle_buffer)] if train else []),
             DecodeOrSkip(self.train_transform if train else self.val_transform, random_caption=train),
             wds.batched(batch_size, collation_fn=CollateWithTokenizer(self.tokenizer), partial=not train),

@@ -32,9 +32,9 @@ class ContrastiveLoss(nn.Module, ABC):
     def _build(self, rank: int, world_size: int) -> nn.Module:
         """Subclasses choose the open_clip loss and its options; the base only handles the topology."""
 
-    def open_clip_loss(self) -> nn.Module:
-        """The open_clip loss that matches the current process group, built on first use."""
-        key = rank_and_world_size()
+    def open_clip_loss(self, distributed: bool = True) -> nn.Module:
+        """The open_clip loss for the current process group (or this rank alone), built on first use."""
+        key = rank_and_world_size() if distributed else (0, 1)
         if key not in self._open_clip_losses:
             self._open_clip_losses[key] = self._build(*key)
         return self._open_clip_losses[key]
@@ -45,13 +45,19 @@ class ContrastiveLoss(nn.Module, ABC):
         text_features: torch.Tensor,
         logit_scale: torch.Tensor,
         logit_bias: torch.Tensor | None = None,
+        distributed: bool = True,
     ) -> torch.Tensor:
-        """One signature for every loss; losses without a bias ignore it so SigLIP models still train."""
+        """One signature for every loss; losses without a bias ignore it so SigLIP models still train.
+
+        `distributed=False` scores this rank's batch alone: evaluation batches differ in size across
+        ranks, and the feature exchange needs equal sizes.
+        """
+        loss = self.open_clip_loss(distributed)
         if not self.uses_logit_bias:
-            return self.open_clip_loss()(image_features, text_features, logit_scale)
+            return loss(image_features, text_features, logit_scale)
         if logit_bias is None:
             raise ValueError(
                 f"{type(self).__name__} needs logit_bias, but the model returned none; use a model with a "
                 "logit_bias parameter (a SigLIP checkpoint, or let the module add one from init_logit_bias)."
             )
-        return self.open_clip_loss()(image_features, text_features, logit_scale, logit_bias)
+        return loss(image_features, text_features, logit_scale, logit_bias)

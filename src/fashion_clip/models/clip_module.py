@@ -54,10 +54,12 @@ class ClipModule(L.LightningModule):
         """Unit-norm embeddings of both towers: every loss and metric here works on cosine similarity."""
         return self.model.encode_image(image, normalize=True), self.model.encode_text(text, normalize=True)
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _loss(
+        self, batch: dict[str, torch.Tensor], distributed: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss plus the embeddings it was computed from (evaluation reuses them for recall)."""
         image, text = self(batch["image"], batch["text"])
-        loss = self.loss(image, text, self.model.logit_scale.exp(), self.model.logit_bias)
+        loss = self.loss(image, text, self.model.logit_scale.exp(), self.model.logit_bias, distributed)
         return loss, image, text
 
     def _count_skipped(self, batch: dict[str, torch.Tensor], stage: str) -> None:
@@ -90,7 +92,7 @@ class ClipModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         """Loss for the curve, embeddings into the recall metric for the whole split."""
-        loss, image, text = self._loss(batch)
+        loss, image, text = self._loss(batch, distributed=False)
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
         self.recall[stage].update(image, text, batch["product"])
         self._count_skipped(batch, stage)
