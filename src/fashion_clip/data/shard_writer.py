@@ -10,6 +10,14 @@ from pathlib import Path
 from types import TracebackType
 
 from fashion_clip.data.manifest import MANIFEST_NAME, Manifest, ShardEntry, sha256_file, write_manifest
+from fashion_clip.data.shard_journal import (
+    JournalEntry,
+    ShardJournal,
+    journal_path,
+    read_journal,
+    verified,
+    write_journal,
+)
 
 Sample = Mapping[str, object]
 
@@ -98,16 +106,16 @@ def write_shard(path: str | Path, samples: Iterable[Sample]) -> ShardEntry:
     return shard.commit()
 
 
-def shard_name(dataset: str, index: int) -> str:
+def shard_name(dataset: str, index: int, separator: str = "-") -> str:
     """Name of the index-th shard of a dataset, zero-padded so names sort in write order."""
-    return f"{dataset}-{index:0{INDEX_DIGITS}d}.tar"
+    return f"{dataset}{separator}{index:0{INDEX_DIGITS}d}.tar"
 
 
-def shard_pattern(dataset: str, count: int) -> str:
+def shard_pattern(dataset: str, count: int, separator: str = "-") -> str:
     """Brace range covering `count` shards, the form WebDataset and braceexpand accept."""
     if count == 0:
         return ""
-    return f"{dataset}-{{{0:0{INDEX_DIGITS}d}..{count - 1:0{INDEX_DIGITS}d}}}.tar"
+    return f"{dataset}{separator}{{{0:0{INDEX_DIGITS}d}..{count - 1:0{INDEX_DIGITS}d}}}.tar"
 
 
 class ShardSink:
@@ -115,20 +123,40 @@ class ShardSink:
 
     The old manifest is removed up front, so an interrupted run never looks complete; the new one is only
     written by a clean `close` (leaving the `with` block on an exception discards the open shard).
+
+    With a `resume_key` (a fingerprint of the input and options) every commit is journaled; a later sink
+    with the same key adopts the journaled shards whose files are intact, and `resumed` tells the caller
+    how many input items (one `write` or `skip` each) those shards already account for.
     """
 
-    def __init__(self, out_dir: str | Path, dataset: str, shard_size: int = 1000) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        dataset: str,
+        shard_size: int = 1000,
+        separator: str = "-",
+        resume_key: str | None = None,
+    ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.out_dir = Path(out_dir)
         self.dataset = dataset
         self.shard_size = shard_size
-        self.shards: list[ShardEntry] = []
-        self.skipped: list[dict] = []
+        self.separator = separator
         self.manifest: Manifest | None = None
         self._current: _PendingShard | None = None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        self._journal_path = journal_path(self.out_dir, dataset) if resume_key is not None else None
+        self._journal = (
+            verified(read_journal(self._journal_path, resume_key), self.out_dir)
+            if self._journal_path is not None and resume_key is not None
+            else ShardJournal("")
+        )
+        self.shards: list[ShardEntry] = [e.shard for e in self._journal.entries]
+        self.skipped: list[dict] = list(self._journal.skipped)
+        self.resumed = self._journal.consumed
+        self._consumed = self.resumed
 
     @property
     def num_samples(self) -> int:
@@ -141,14 +169,17 @@ class ShardSink:
         if self.manifest is not None:
             raise RuntimeError(f"ShardSink for {self.dataset!r} is already closed")
         if self._current is None:
-            self._current = _PendingShard(self.out_dir / shard_name(self.dataset, len(self.shards)))
+            name = shard_name(self.dataset, len(self.shards), self.separator)
+            self._current = _PendingShard(self.out_dir / name)
         self._current.add(sample)
+        self._consumed += 1
         if self._current.samples >= self.shard_size:
             self._commit_current()
 
     def skip(self, record: dict) -> None:
         """Record a source item that was left out (and why), so the manifest accounts for it."""
         self.skipped.append(record)
+        self._consumed += 1
 
     def close(self) -> Manifest:
         """Commit the last partial shard and write `manifest.json`; calling it again is a no-op."""
@@ -157,11 +188,13 @@ class ShardSink:
                 self._commit_current()
             self.manifest = Manifest(
                 dataset=self.dataset,
-                pattern=shard_pattern(self.dataset, len(self.shards)),
+                pattern=shard_pattern(self.dataset, len(self.shards), self.separator),
                 shards=list(self.shards),
                 skipped=list(self.skipped),
             )
             write_manifest(self.out_dir, self.manifest)
+            if self._journal_path is not None:
+                self._journal_path.unlink(missing_ok=True)
         return self.manifest
 
     def abort(self) -> None:
@@ -173,8 +206,13 @@ class ShardSink:
     def _commit_current(self) -> None:
         """Make the open shard visible and remember its entry for the manifest."""
         assert self._current is not None
-        self.shards.append(self._current.commit())
+        entry = self._current.commit()
+        self.shards.append(entry)
         self._current = None
+        if self._journal_path is not None:
+            self._journal.entries.append(JournalEntry(entry, self._consumed, len(self.skipped)))
+            self._journal.skipped = list(self.skipped)
+            write_journal(self._journal_path, self._journal)
 
     def __enter__(self) -> ShardSink:
         return self

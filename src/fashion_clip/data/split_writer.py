@@ -1,0 +1,127 @@
+"""Write one split's items as `{dataset}.NNNNNN.tar` shards plus manifest, resumably and in parallel."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fashion_clip.data.catalogue_items import CatalogueItem, Entry, Rejected
+from fashion_clip.data.catalogue_sample import encoder
+from fashion_clip.data.manifest import MANIFEST_NAME, Manifest, read_manifest
+from fashion_clip.data.ordered_pool import ordered_map
+from fashion_clip.data.product_split import write_products
+from fashion_clip.data.shard_journal import fingerprint
+from fashion_clip.data.shard_writer import INDEX_DIGITS, ShardSink
+
+SEPARATOR = "."
+
+
+class RefusedOutput(Exception):
+    """The output directory belongs to another dataset; writing there would mix two catalogues."""
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """How shards are cut and encoded; all but `workers` and `progress` decide the bytes written."""
+
+    shard_size: int = 1000
+    max_shards: int | None = None
+    max_side: int | None = None
+    workers: int = 1
+    progress: bool = True
+
+    def byte_settings(self) -> dict:
+        """The options that change output bytes, which is what a resume must match."""
+        return {"shard_size": self.shard_size, "max_shards": self.max_shards, "max_side": self.max_side}
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What one split run left on disk, for the summary table and the exit code."""
+
+    split: str
+    directory: Path
+    manifest: Manifest
+    resumed_shards: int
+    truncated: bool
+
+
+def _own_shard(dataset: str) -> re.Pattern[str]:
+    """Names this dataset's shards (and their temporary files) may have."""
+    return re.compile(rf"{re.escape(dataset)}{re.escape(SEPARATOR)}\d{{{INDEX_DIGITS}}}\.tar(\.tmp)?")
+
+
+def check_output_dir(out_dir: Path, dataset: str) -> None:
+    """Refuse a directory holding another dataset's shards: one manifest must describe one catalogue."""
+    own = _own_shard(dataset)
+    foreign = sorted(p.name for p in out_dir.glob("*.tar*") if not own.fullmatch(p.name))
+    owner = read_manifest(out_dir).dataset if (out_dir / MANIFEST_NAME).is_file() else dataset
+    if owner != dataset:
+        foreign.insert(0, f"{MANIFEST_NAME} of {owner!r}")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise RefusedOutput(
+            f"{out_dir} already holds shards of another dataset ({shown}); "
+            f"choose an empty --output-dir or remove them to write {dataset!r} there"
+        )
+
+
+def remove_stale(out_dir: Path, manifest: Manifest) -> list[str]:
+    """Delete this dataset's shards the manifest does not list (left by a longer earlier run)."""
+    listed = {s.name for s in manifest.shards}
+    own = _own_shard(manifest.dataset)
+    stale = sorted(p for p in out_dir.iterdir() if own.fullmatch(p.name) and p.name not in listed)
+    for path in stale:
+        path.unlink()
+    return [p.name for p in stale]
+
+
+def _resumed_products(entries: Iterator[Entry], count: int, skipped: list[dict]) -> set[str]:
+    """Products of the items already in adopted shards, read off the stream without encoding anything."""
+    dropped = {record["index"] for record in skipped}
+    return {
+        e.product_id
+        for e in islice(entries, count)
+        if isinstance(e, CatalogueItem) and e.index not in dropped
+    }
+
+
+def write_split(
+    entries: Iterable[Entry],
+    out_dir: Path,
+    dataset: str,
+    options: WriterOptions,
+    source: dict,
+    total: int | None = None,
+) -> SplitResult:
+    """Encode and shard a split; `source` identifies the input, so a rerun resumes only on the same input."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir, dataset)
+    key = fingerprint(dataset=dataset, **source, **options.byte_settings())
+    stream = iter(entries)
+    truncated = False
+    with ShardSink(out_dir, dataset, options.shard_size, SEPARATOR, resume_key=key) as sink:
+        resumed_shards = len(sink.shards)
+        products = _resumed_products(stream, sink.resumed, sink.skipped)
+        bar = tqdm(total=total, initial=sink.resumed, desc=dataset, unit="img", disable=not options.progress)
+        with bar:
+            for result in ordered_map(encoder(options.max_side), stream, options.workers):
+                if options.max_shards is not None and len(sink.shards) >= options.max_shards:
+                    truncated = True
+                    break
+                if isinstance(result, Rejected):
+                    sink.skip(result.record())
+                else:
+                    sink.write(result)
+                    products.add(result["__product__"])
+                bar.update()
+        manifest = sink.close()
+    remove_stale(out_dir, manifest)
+    write_products(out_dir, products)
+    return SplitResult(out_dir.name, out_dir, manifest, resumed_shards, truncated)
+
