@@ -195,6 +195,18 @@ def test_output_holding_another_dataset_is_refused(
     assert sorted(p.name for p in (out / "val").iterdir()) == ["other.000000.tar"]
 
 
+def test_malformed_manifest_in_output_is_refused_not_overwritten(
+    seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    manifest = tmp_path / "out" / "val" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{broken")
+    code, printed = _run(capsys, "--json", seeds, "--output-dir", tmp_path / "out")
+    assert code == 2
+    assert "malformed shard manifest" in printed and str(manifest) in printed
+    assert manifest.read_text() == "{broken"
+
+
 @pytest.mark.parametrize(
     ("content", "extra", "message"),
     [

@@ -17,11 +17,12 @@ from fashion_clip.data.ordered_pool import ordered_map
 from fashion_clip.data.product_split import write_products
 from fashion_clip.data.shard_journal import fingerprint
 from fashion_clip.data.shard_writer import INDEX_DIGITS, ShardSink
+from fashion_clip.errors import UserError
 
 SEPARATOR = "."
 
 
-class RefusedOutput(Exception):
+class RefusedOutput(UserError):
     """The output directory belongs to another dataset; writing there would mix two catalogues."""
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from fashion_clip.data.catalogue_items import Entry, without_duplicates
 from fashion_clip.data.product_split import HELD_OUT_SPLIT, outside_siblings, select_split, sibling_products
 from fashion_clip.data.run_summary import EXIT_UNUSABLE_INPUT, exit_code, print_summary
-from fashion_clip.data.split_writer import RefusedOutput, SplitResult, WriterOptions, write_split
+from fashion_clip.data.split_writer import SplitResult, WriterOptions, write_split
+from fashion_clip.errors import UserError
 
 SPLIT_WORDS = {
     "train": "train",
@@ -22,7 +23,7 @@ SPLIT_WORDS = {
 }
 
 
-class UnusableInput(Exception):
+class UnusableInput(UserError):
     """The input cannot be read as a whole (wrong format, missing root): nothing is written."""
 
 
@@ -116,7 +117,7 @@ def run_writer(build: Callable[[], tuple[list[SplitResult], list[str]]], argv_na
     """Run an importer: refusals and unusable input become one clear line and exit code 2."""
     try:
         results, notes = build()
-    except (UnusableInput, RefusedOutput) as e:
+    except UserError as e:  # unusable input, refused output, a malformed manifest already there
         print(f"{argv_name}: error: {e}")
         return EXIT_UNUSABLE_INPUT
     print_summary(results, notes)
