@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fashion_clip.data.datamodule import WebDatasetDataModule
+from fashion_clip.data.datamodule import WebDatasetDataModule, every_nth
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
@@ -136,3 +136,11 @@ def test_resampled_without_budget_or_manifest_is_refused(tmp_path, tiny_clip) ->
 def test_unset_split_names_the_config_key(tiny_clip) -> None:
     with pytest.raises(ValueError, match="data.test is not set"):
         _module(tiny_clip).test_dataloader()
+
+
+def test_eval_samples_are_split_across_ranks_without_gaps_or_overlap() -> None:
+    samples = [{"__key__": str(i)} for i in range(7)]
+    parts = [list(every_nth(iter(samples), start=rank, step=3)) for rank in range(3)]
+    assert all(parts), "every rank must get samples even from a single shard"
+    keys = sorted(int(s["__key__"]) for part in parts for s in part)
+    assert keys == list(range(7))
