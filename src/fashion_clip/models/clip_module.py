@@ -48,7 +48,6 @@ class ClipModule(L.LightningModule):
                 for stage in ("val", "test")
             }
         )
-        self.skipped_samples = 0
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-norm embeddings of both towers: every loss and metric here works on cosine similarity."""
@@ -64,7 +63,6 @@ class ClipModule(L.LightningModule):
 
     def _count_skipped(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         """Corrupt samples are dropped by the loader; make the drop visible in TensorBoard."""
-        self.skipped_samples += int(batch["skipped"])
         self.log(
             f"{stage}/skipped_samples",
             float(batch["skipped"]),
