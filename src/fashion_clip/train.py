@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import hydra
 import lightning as L
@@ -16,7 +17,7 @@ from fashion_clip.reporting import log_hyperparameters, write_before_after
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, dict[str, float]]:
+def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, dict[str, float]]:
     """Build every part from the config, fit, and return test recall before and after training."""
     L.seed_everything(cfg.seed, workers=True)
     clip = instantiate(cfg.model)
