@@ -23,7 +23,7 @@ def product_key(product_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(product_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
-def _captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+def sample_captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     """All captions of a sample: the metadata's list when present, else the `.txt` member."""
     captions = [c for c in meta.get("captions", []) if isinstance(c, str) and c.strip()]
     if not captions and "txt" in sample:
@@ -33,7 +33,7 @@ def _captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return captions
 
 
-def _image(sample: dict[str, Any]) -> Image.Image:
+def decode_image(sample: dict[str, Any]) -> Image.Image:
     """First image member, fully decoded now so truncated files fail here rather than in the model."""
     ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
     if ext is None:
@@ -57,8 +57,8 @@ class DecodeOrSkip:
             key = sample.get("__key__", "?")
             try:
                 meta = json.loads(sample["json"]) if "json" in sample else {}
-                captions = _captions(sample, meta)
-                image = self.transform(_image(sample))
+                captions = sample_captions(sample, meta)
+                image = self.transform(decode_image(sample))
             except Exception as e:  # any decoder error means a bad sample, never a dead run
                 skipped += 1
                 log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)

@@ -1,0 +1,126 @@
+"""Read a catalogue in order with its metadata (shards or a plain image folder), for evaluation and indexing.
+
+Training batches carry only what the loss needs; evaluation, export and search also need each image's
+key, product, category, captions and where it lives, so they read through these datasets instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import webdataset as wds
+from PIL import Image
+
+from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_image, sample_captions
+from fashion_clip.data.shard_spec import resolve_shards
+from fashion_clip.errors import MissingInputError
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def catalogue_item(
+    image: torch.Tensor, key: str, meta: dict[str, Any], captions: list[str], source: str, skipped: int
+) -> dict[str, Any]:
+    """The one item shape both readers yield, so embedding code never cares where images came from."""
+    return {
+        "image": image,
+        "key": key,
+        "product_id": str(meta.get("product_id", key)),
+        "category": meta.get("category"),
+        "captions": captions,
+        "source": source,
+        "skipped": skipped,
+    }
+
+
+class ShardCatalogue(torch.utils.data.IterableDataset):
+    """Every sample of a split's shards, decoded with metadata; corrupt samples are skipped and counted."""
+
+    def __init__(self, spec: str | list[str], transform: Transform, split: str = "test") -> None:
+        super().__init__()
+        self.urls = resolve_shards(spec, split)
+        self.transform = transform
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        pipeline = wds.DataPipeline(
+            wds.SimpleShardList(self.urls),
+            wds.split_by_worker,
+            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        )
+        skipped = 0
+        for sample in pipeline:
+            key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
+            try:
+                meta = json.loads(sample["json"]) if "json" in sample else {}
+                captions = sample_captions(sample, meta)
+                image = self.transform(decode_image(sample))
+            except Exception as e:  # any decoder error means one bad sample, never a dead evaluation
+                skipped += 1
+                log.warning("skipping corrupt sample %s in %s: %s", key, url, e)
+                continue
+            yield catalogue_item(image, key, meta, captions, url, skipped)
+            skipped = 0
+        if skipped:
+            log.warning("%d corrupt samples skipped at the end of this worker's shards", skipped)
+
+
+def folder_images(root: Path) -> list[Path]:
+    """Image files under `root`, sorted so keys and index rows are stable between runs."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+
+
+class FolderCatalogue(torch.utils.data.IterableDataset):
+    """Images under a folder: product = file stem, caption = sidecar `.txt`, category = parent folder."""
+
+    def __init__(self, root: str | Path, transform: Transform) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise MissingInputError(f"image folder '{self.root}' does not exist")
+        self.paths = folder_images(self.root)
+        if not self.paths:
+            raise MissingInputError(
+                f"image folder '{self.root}' holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+        self.transform = transform
+
+    def _item(self, path: Path, skipped: int) -> dict[str, Any]:
+        """One file as a catalogue item; the caption falls back to the file name so search still shows it."""
+        with Image.open(path) as image:
+            tensor = self.transform(image.convert("RGB"))
+        sidecar = path.with_suffix(".txt")
+        caption = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else ""
+        relative = path.relative_to(self.root)
+        category = relative.parent.name if relative.parent != Path(".") else None
+        meta = {"product_id": path.stem, "category": category}
+        return catalogue_item(tensor, str(relative), meta, [caption or path.stem], str(path), skipped)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        start, step = (info.id, info.num_workers) if info else (0, 1)
+        skipped = 0
+        for path in self.paths[start::step]:
+            try:
+                item = self._item(path, skipped)
+            except Exception as e:  # unreadable file: count it and go on with the rest of the folder
+                skipped += 1
+                log.warning("skipping unreadable image %s: %s", path, e)
+                continue
+            yield item
+            skipped = 0
+        if skipped:
+            log.warning("%d unreadable images skipped at the end of this worker's files", skipped)
+
+
+def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images; keep metadata as lists (strings do not batch)."""
+    batch: dict[str, Any] = {k: [item[k] for item in items] for k in items[0] if k != "image"}
+    batch["image"] = torch.stack([item["image"] for item in items])
+    return batch

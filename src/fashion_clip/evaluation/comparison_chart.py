@@ -1,0 +1,52 @@
+"""Bar chart of each run's headline metric, one panel per protocol, for a quick visual comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are made on servers and in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fashion_clip.evaluation.comparison import ComparisonRow, headline  # noqa: E402
+
+
+def bar_label(row: ComparisonRow) -> str:
+    """Model, loss and stage identify a bar; the run directory disambiguates repeats."""
+    r = row.record
+    return f"{r.model} / {r.loss or '-'} / {r.stage}\n{row.run}"
+
+
+def plot_comparison(rows: Sequence[ComparisonRow], out: str | Path) -> Path:
+    """Horizontal bars per protocol (mean recall, or top-1 for zeroshot), saved as PNG."""
+    protocols = sorted({row.record.protocol for row in rows})
+    heights = [sum(1 for row in rows if row.record.protocol == p) for p in protocols]
+    figure, axes = plt.subplots(
+        len(protocols),
+        1,
+        figsize=(9, 1.2 + 0.55 * sum(heights) + 0.8 * len(protocols)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for axis, protocol in zip(axes[:, 0], protocols, strict=True):
+        panel = [row for row in rows if row.record.protocol == protocol]
+        values = [headline(row.record) or 0.0 for row in panel]
+        colours = ["#9e9e9e" if row.record.stage == "base" else "#1f77b4" for row in panel]
+        axis.barh([bar_label(row) for row in panel], values, color=colours)
+        axis.invert_yaxis()
+        axis.set_xlim(0, 1)
+        metric = "top-1 accuracy" if protocol == "zeroshot" else "mean recall"
+        axis.set_title(f"{protocol}: {metric}", loc="left")
+        for y, value in enumerate(values):
+            axis.text(min(value + 0.01, 0.9), y, f"{value:.3f}", va="center", fontsize=8)
+        axis.tick_params(axis="y", labelsize=7)
+    figure.tight_layout()
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    tmp.replace(out)
+    return out

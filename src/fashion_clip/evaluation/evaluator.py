@@ -1,0 +1,90 @@
+"""The one front door to evaluation: embed a split once, score it under each protocol, return records."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+
+import torch
+
+from fashion_clip.data.catalogue_reader import ShardCatalogue
+from fashion_clip.evaluation.embedded_split import EmbeddedSplit
+from fashion_clip.evaluation.embedding import embed_catalogue, embed_texts
+from fashion_clip.evaluation.results_file import EvaluationRecord
+from fashion_clip.models.factory import ClipBundle
+
+log = logging.getLogger(__name__)
+
+Protocol = Callable[..., dict[str, float]]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, so the same config runs on a laptop and a GPU node."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _accepts(protocol: Protocol, argument: str) -> bool:
+    """Whether a protocol (possibly a Hydra partial) takes `argument`: only some need the text tower."""
+    target = protocol.func if isinstance(protocol, partial) else protocol
+    return argument in inspect.signature(target).parameters
+
+
+def score_split(
+    split: EmbeddedSplit,
+    protocols: Mapping[str, Protocol],
+    bundle: ClipBundle,
+    device: torch.device,
+    batch_size: int = 256,
+) -> dict[str, tuple[dict[str, float], float]]:
+    """Metrics and seconds per protocol; the text encoder is handed to those that embed prompts."""
+    encode_text = partial(embed_texts, bundle.model, bundle.tokenizer, batch_size=batch_size, device=device)
+    scored = {}
+    for name, protocol in protocols.items():
+        extra = {"encode_text": encode_text} if _accepts(protocol, "encode_text") else {}
+        start = time.perf_counter()
+        metrics = protocol(split, device=device, **extra)
+        scored[name] = (metrics, time.perf_counter() - start)
+    return scored
+
+
+def embed_shards(
+    bundle: ClipBundle,
+    spec: str | list[str],
+    split_name: str,
+    device: torch.device,
+    batch_size: int = 256,
+    num_workers: int = 2,
+) -> EmbeddedSplit:
+    """A shard split embedded with the model's eval transform (no augmentation) in file order."""
+    dataset = ShardCatalogue(spec, bundle.val_transform, split_name)
+    return embed_catalogue(
+        bundle.model, bundle.tokenizer, dataset, batch_size, num_workers, device, description=split_name
+    )
+
+
+def evaluate_bundle(
+    bundle: ClipBundle,
+    spec: str | list[str],
+    protocols: Mapping[str, Protocol],
+    identity: Mapping[str, str | None],
+    device: torch.device,
+    batch_size: int = 256,
+    num_workers: int = 2,
+) -> tuple[list[EvaluationRecord], EmbeddedSplit]:
+    """Records for one model on one split; `identity` holds the EvaluationRecord fields but metrics."""
+    split = embed_shards(bundle, spec, str(identity["split"]), device, batch_size, num_workers)
+    if split.skipped:
+        log.warning("%d corrupt samples were skipped in the %s split", split.skipped, identity["split"])
+    scored = score_split(split, protocols, bundle, device, batch_size)
+    records = [
+        EvaluationRecord(
+            **identity, protocol=name, metrics=metrics | {"skipped": split.skipped}, seconds=seconds
+        )
+        for name, (metrics, seconds) in scored.items()
+    ]
+    return records, split

@@ -1,0 +1,30 @@
+"""Print evaluation records as a table: the numbers people compare should never be only in a log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from fashion_clip.evaluation.results_file import EvaluationRecord
+
+RECALL_COLUMNS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean_recall")
+CLASSIFICATION_COLUMNS = ("top1", "top5")
+METRIC_COLUMNS = RECALL_COLUMNS + CLASSIFICATION_COLUMNS
+
+
+def format_metric(value: float | None) -> str:
+    """Four decimals, or a dash where a protocol has no such metric (e.g. recall for zeroshot)."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def print_records(records: Sequence[EvaluationRecord], title: str) -> None:
+    """One row per protocol with both retrieval and classification columns."""
+    table = Table(title=title)
+    for column in ("stage", "protocol", *METRIC_COLUMNS, "seconds"):
+        table.add_column(column, justify="left" if column in ("stage", "protocol") else "right")
+    for r in records:
+        values = [format_metric(r.metrics.get(c)) for c in METRIC_COLUMNS]
+        table.add_row(r.stage, r.protocol, *values, f"{r.seconds:.1f}")
+    Console().print(table)

@@ -1,0 +1,87 @@
+"""The comparison report: gathering runs, gains over the same base model, files written, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from fashion_clip.errors import MissingInputError
+from fashion_clip.evaluation.comparison import gather
+from fashion_clip.evaluation.results_file import (
+    BASE,
+    FINETUNED,
+    EvaluationRecord,
+    ResultsFileError,
+    read_results,
+    write_results,
+)
+from fashion_clip.report import main, report
+
+
+def record(stage: str, mean: float, loss: str | None = None, model: str = "ViT-B-32", protocol: str = "full"):
+    """A record with only the metrics the report reads."""
+    metrics = {"mean_recall": mean, "i2t_r1": mean / 2} if protocol != "zeroshot" else {"top1": mean}
+    return EvaluationRecord(model, "laion", None, loss, "demo", "test", stage, protocol, metrics, 1.0)
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A multirun-like tree: one base evaluation and two fine-tuned runs of one model, one of another."""
+    root = tmp_path / "multirun"
+    write_results([record(BASE, 0.2), record(BASE, 0.5, protocol="zeroshot")], root / "base")
+    write_results([record(BASE, 0.25, "infonce"), record(FINETUNED, 0.5, "infonce")], root / "0_loss=infonce")
+    write_results([record(FINETUNED, 0.3, "siglip")], root / "1_loss=siglip")
+    write_results([record(FINETUNED, 0.9, "siglip", model="ViT-B-16")], root / "2_model=vitb16")
+    return root
+
+
+def test_gains_are_against_the_same_model_and_prefer_the_same_run(sweep: Path) -> None:
+    rows = {(r.run, r.record.protocol, r.record.stage): r for r in gather([sweep])}
+    assert rows[("0_loss=infonce", "full", FINETUNED)].gain == pytest.approx(0.5 / 0.25 - 1)
+    # no base in its own run: the standalone base evaluation of the same model, data, split and protocol
+    assert rows[("1_loss=siglip", "full", FINETUNED)].gain == pytest.approx(0.3 / 0.2 - 1)
+    assert rows[("2_model=vitb16", "full", FINETUNED)].gain is None
+    assert rows[("base", "full", BASE)].gain is None
+
+
+def test_report_writes_markdown_csv_and_chart(sweep: Path, tmp_path: Path) -> None:
+    written = report([sweep], tmp_path / "out")
+    with written[".csv"].open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 6
+    finetuned = next(r for r in table if r["run"] == "0_loss=infonce" and r["stage"] == FINETUNED)
+    assert (finetuned["model"], finetuned["loss"], finetuned["mean_recall"], finetuned["vs_base"]) == (
+        "ViT-B-32",
+        "infonce",
+        "0.5000",
+        "+100.0%",
+    )
+    assert "| 2_model=vitb16 | ViT-B-16 | siglip |" in written[".md"].read_text()
+    assert written[".png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((tmp_path / "out").glob(".*tmp*"))
+
+
+def test_results_round_trip(tmp_path: Path) -> None:
+    records = [record(FINETUNED, 0.4, "siglip")]
+    path = write_results(records, tmp_path)
+    assert read_results(path) == records
+    assert read_results(path)[0].source == str(path)
+
+
+def test_bad_results_file_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "evaluation_results.json"
+    bad.write_text(json.dumps({"format": "something else", "records": []}))
+    with pytest.raises(ResultsFileError, match=str(bad)):
+        read_results(bad)
+
+
+def test_cli_exits_2_when_nothing_to_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no evaluation_results.json" in capsys.readouterr().err
+    with pytest.raises(MissingInputError, match="does not exist"):
+        gather([tmp_path / "missing"])
