@@ -27,12 +27,12 @@ def small_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def compose_train(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """Compose `conf/train.yaml` as the CLI would, with outputs in tmp and data from `data_dir`."""
+    """Compose `conf/<config_name>.yaml` as the CLI would, with outputs in tmp and data from `data_dir`."""
 
-    def _compose(*overrides: str, data_dir: Path | None = None) -> DictConfig:
+    def _compose(*overrides: str, data_dir: Path | None = None, config_name: str = "train") -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg.hydra  # the CLI's job config never carries it either

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import lightning as L
 import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError, exit_on_user_error
-from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device
+from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device, split_spec
 from fashion_clip.evaluation.fashionklip_files import export_fashionklip
 from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
 from fashion_clip.evaluation.results_table import print_records
 from fashion_clip.models.checkpoint import load_weights
 
-SPLITS = ("train", "val", "test")
 RUN_CONFIG_DEPTH = 3
 
 
@@ -31,16 +31,6 @@ def training_loss(ckpt_path: str | None) -> str | None:
             choices = yaml.safe_load(saved.read_text())["hydra"]["runtime"]["choices"]
             return choices.get("loss")
     return None
-
-
-def split_spec(data: DictConfig, split: str) -> str | list[str]:
-    """The shard spec of the chosen split, with errors naming the key a user must set."""
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    spec = data.get(split)
-    if not spec:
-        raise ConfigError(f"data.{split} is not set for data={data.get('name')}: give the {split} shard spec")
-    return spec
 
 
 def identity(cfg: DictConfig) -> dict[str, str | None]:
@@ -61,6 +51,7 @@ def evaluate(cfg: DictConfig) -> list[EvaluationRecord]:
     if cfg.export_fashionklip and "full" not in cfg.protocol:
         raise ConfigError("export_fashionklip=true needs the full protocol: add it (protocol=[full,...])")
     spec = split_spec(cfg.data, cfg.split)
+    L.seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     # a checkpoint replaces every weight, so the base weights need not be downloaded to evaluate it
     bundle = instantiate(cfg.model, **({"pretrained": None} if cfg.ckpt_path else {}))

@@ -45,7 +45,6 @@ def distinct_captions(items: Iterable[tuple[str, list[str]]]) -> list[CaptionRec
     return [CaptionRecord(product_id, text) for product_id, text in seen]
 
 
-@torch.inference_mode()
 def embed_catalogue(
     model: open_clip.CLIP,
     tokenizer: Tokenizer,
@@ -56,8 +55,41 @@ def embed_catalogue(
     with_captions: bool = True,
     description: str = "embedding",
 ) -> EmbeddedSplit:
+    """Embed in eval mode, then give the model back in the mode and on the device it came in.
+
+    Training evaluates before and after fitting; Lightning keeps each submodule's train/eval mode,
+    so a model left in eval mode would silently train without dropout.
+    """
+    modes, original = {m: m.training for m in model.modules()}, next(model.parameters()).device
+    try:
+        return _embed_catalogue(
+            model,
+            tokenizer,
+            dataset,
+            batch_size,
+            num_workers,
+            torch.device(device),
+            with_captions,
+            description,
+        )
+    finally:
+        model.to(original)
+        for module, training in modes.items():
+            module.training = training
+
+
+@torch.inference_mode()
+def _embed_catalogue(
+    model: open_clip.CLIP,
+    tokenizer: Tokenizer,
+    dataset: torch.utils.data.IterableDataset,
+    batch_size: int = 256,
+    num_workers: int = 2,
+    device: torch.device | str = "cpu",
+    with_captions: bool = True,
+    description: str = "embedding",
+) -> EmbeddedSplit:
     """Image features in file order plus distinct-caption features; an unreadable split fails."""
-    device = torch.device(device)
     model.eval().to(device)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_items

@@ -9,16 +9,19 @@ from collections.abc import Callable, Mapping
 from functools import partial
 
 import torch
+from omegaconf import DictConfig
 
 from fashion_clip.data.catalogue_reader import ShardCatalogue
+from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
-from fashion_clip.evaluation.embedding import embed_catalogue, embed_texts
+from fashion_clip.evaluation.embedding import embed_catalogue
 from fashion_clip.evaluation.results_file import EvaluationRecord
 from fashion_clip.models.factory import ClipBundle
 
 log = logging.getLogger(__name__)
 
 Protocol = Callable[..., dict[str, float]]
+SPLITS = ("train", "val", "test")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,6 +29,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def split_spec(data: DictConfig, split: str) -> str | list[str]:
+    """The shard spec of the chosen split, with errors naming the key a user must set."""
+    if split not in SPLITS:
+        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    spec = data.get(split)
+    if not spec:
+        raise ConfigError(f"data.{split} is not set for data={data.get('name')}: give the {split} shard spec")
+    return spec
 
 
 def _accepts(protocol: Protocol, argument: str) -> bool:
@@ -39,13 +52,13 @@ def score_split(
     protocols: Mapping[str, Protocol],
     bundle: ClipBundle,
     device: torch.device,
-    batch_size: int = 256,
+
 ) -> dict[str, tuple[dict[str, float], float]]:
-    """Metrics and seconds per protocol; the text encoder is handed to those that embed prompts."""
-    encode_text = partial(embed_texts, bundle.model, bundle.tokenizer, batch_size=batch_size, device=device)
+    """Metrics and seconds per protocol; the model and tokenizer go to those that embed prompts."""
+    towers = {"model": bundle.model, "tokenizer": bundle.tokenizer}
     scored = {}
     for name, protocol in protocols.items():
-        extra = {"encode_text": encode_text} if _accepts(protocol, "encode_text") else {}
+        extra = {key: value for key, value in towers.items() if _accepts(protocol, key)}
         start = time.perf_counter()
         metrics = protocol(split, device=device, **extra)
         scored[name] = (metrics, time.perf_counter() - start)
@@ -80,7 +93,7 @@ def evaluate_bundle(
     split = embed_shards(bundle, spec, str(identity["split"]), device, batch_size, num_workers)
     if split.skipped:
         log.warning("%d corrupt samples were skipped in the %s split", split.skipped, identity["split"])
-    scored = score_split(split, protocols, bundle, device, batch_size)
+    scored = score_split(split, protocols, bundle, device)
     records = [
         EvaluationRecord(
             **identity, protocol=name, metrics=metrics | {"skipped": split.skipped}, seconds=seconds
