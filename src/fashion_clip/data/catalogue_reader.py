@@ -40,6 +40,11 @@ def catalogue_item(
     }
 
 
+def skipped_only(skipped: int) -> dict[str, Any]:
+    """A marker carrying skips that no later sample can carry (the end of a worker's share)."""
+    return {"image": None, "skipped": skipped}
+
+
 class ShardCatalogue(torch.utils.data.IterableDataset):
     """Every sample of a split's shards, decoded with metadata; corrupt samples are skipped and counted."""
 
@@ -68,7 +73,7 @@ class ShardCatalogue(torch.utils.data.IterableDataset):
             yield catalogue_item(image, key, meta, captions, url, skipped)
             skipped = 0
         if skipped:
-            log.warning("%d corrupt samples skipped at the end of this worker's shards", skipped)
+            yield skipped_only(skipped)
 
 
 def folder_images(root: Path) -> list[Path]:
@@ -116,11 +121,14 @@ class FolderCatalogue(torch.utils.data.IterableDataset):
             yield item
             skipped = 0
         if skipped:
-            log.warning("%d unreadable images skipped at the end of this worker's files", skipped)
+            yield skipped_only(skipped)
 
 
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images; keep metadata as lists (strings do not batch)."""
-    batch: dict[str, Any] = {k: [item[k] for item in items] for k in items[0] if k != "image"}
-    batch["image"] = torch.stack([item["image"] for item in items])
+    """Stack images and list metadata (strings do not batch); `skipped` totals every item's skips."""
+    real = [item for item in items if item["image"] is not None]
+    keys = ("key", "product_id", "category", "captions", "source")
+    batch: dict[str, Any] = {k: [item[k] for item in real] for k in keys}
+    batch["image"] = torch.stack([item["image"] for item in real]) if real else None
+    batch["skipped"] = sum(item["skipped"] for item in items)
     return batch

@@ -96,9 +96,11 @@ def _embed_catalogue(
     )
     features, records, captions, skipped = [], [], [], 0
     for batch in tqdm(loader, desc=f"{description}: images", unit="batch"):
+        skipped += batch["skipped"]
+        if batch["image"] is None:
+            continue
         with autocast(device):
             features.append(model.encode_image(batch["image"].to(device), normalize=True).float().cpu())
-        skipped += sum(batch["skipped"])
         for i, key in enumerate(batch["key"]):
             caps = batch["captions"][i]
             records.append(

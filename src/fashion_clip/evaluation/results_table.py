@@ -20,11 +20,13 @@ def format_metric(value: float | None) -> str:
 
 
 def print_records(records: Sequence[EvaluationRecord], title: str) -> None:
-    """One row per protocol with both retrieval and classification columns."""
+    """Metrics down, protocols across: stays readable in an 80-column log whatever the protocols."""
     table = Table(title=title)
-    for column in ("stage", "protocol", *METRIC_COLUMNS, "seconds"):
-        table.add_column(column, justify="left" if column in ("stage", "protocol") else "right")
+    table.add_column("metric")
     for r in records:
-        values = [format_metric(r.metrics.get(c)) for c in METRIC_COLUMNS]
-        table.add_row(r.stage, r.protocol, *values, f"{r.seconds:.1f}")
+        table.add_column(r.protocol, justify="right")
+    for metric in METRIC_COLUMNS:
+        if any(metric in r.metrics for r in records):
+            table.add_row(metric, *(format_metric(r.metrics.get(metric)) for r in records))
+    table.add_row("seconds", *(f"{r.seconds:.1f}" for r in records))
     Console().print(table)
