@@ -13,11 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fashion_clip.evaluation.comparison import ComparisonRow, headline  # noqa: E402
 
+RUN_LABEL_CHARS = 40
+
 
 def bar_label(row: ComparisonRow) -> str:
-    """Model, loss and stage identify a bar; the run directory disambiguates repeats."""
+    """Model, loss and stage identify a bar; the run directory, shortened, disambiguates repeats."""
     r = row.record
-    return f"{r.model} / {r.loss or '-'} / {r.stage}\n{row.run}"
+    run = row.run if len(row.run) <= RUN_LABEL_CHARS else row.run[: RUN_LABEL_CHARS - 1] + "…"
+    return f"{r.model} / {r.loss or '-'} / {r.stage}\n{run}"
 
 
 def plot_comparison(rows: Sequence[ComparisonRow], out: str | Path) -> Path:

@@ -8,7 +8,7 @@ import open_clip
 import torch
 from torch import nn
 
-from fashion_clip.errors import ConfigError, MissingInputError
+from fashion_clip.errors import ConfigError, MissingInputError, UserError
 
 MODULE_PREFIX = "model."
 EXAMPLES = 3
@@ -28,6 +28,17 @@ def checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingInputError(f"checkpoint '{path}' does not exist (ckpt_path)")
+    try:
+        return _read_state_dict(path)
+    except Exception as e:  # torch.load and safetensors raise many types for a damaged or foreign file
+        raise UserError(
+            f"checkpoint '{path}' could not be read ({type(e).__name__}: {e}); it may be truncated or not a "
+            f"PyTorch/safetensors checkpoint. Point ckpt_path at a complete .ckpt, .pt or .safetensors file."
+        ) from e
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Unwrap a Lightning checkpoint ourselves; open_clip's reader handles every plain format."""
     if path.suffix == ".safetensors":
         return open_clip.factory.load_state_dict(str(path))
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)

@@ -1,0 +1,106 @@
+"""`python -m fashion_clip.export ckpt_path=... out=model.pt`: a trained checkpoint as a plain open_clip file.
+
+The written file holds only the open_clip model's state dict, so anyone can load it without fashion_clip:
+`open_clip.create_model_and_transforms(NAME, pretrained="model.pt")`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import open_clip
+import torch
+from omegaconf import DictConfig
+
+from fashion_clip.config import CONFIG_DIR
+from fashion_clip.errors import ConfigError, exit_on_user_error
+from fashion_clip.models.checkpoint import load_weights
+from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model
+
+log = logging.getLogger(__name__)
+
+SIGLIP_BIAS = "logit_bias"
+
+
+def plain_state_dict(model: open_clip.CLIP, architecture_has_bias: bool) -> dict[str, torch.Tensor]:
+    """The weights plain open_clip accepts: a SigLIP-trained bias on a CLIP architecture has no slot there."""
+    state = model.state_dict()
+    if SIGLIP_BIAS in state and not architecture_has_bias:
+        bias = state.pop(SIGLIP_BIAS)
+        log.info(
+            "dropped logit_bias=%.4f (learned by the SigLIP loss; this architecture has none). "
+            "It only shifts pair scores, so embeddings and rankings are unchanged.",
+            bias.item(),
+        )
+    return state
+
+
+def load_hint(name: str, out: Path, force_image_size: int | None) -> str:
+    """The exact open_clip calls that load the exported file, including what a plain install lacks."""
+    config = MODEL_CONFIG_DIR / f"{name}.json"
+    register = f"open_clip.add_model_config('{config}'); " if config.is_file() else ""
+    size = f", force_image_size={force_image_size}" if force_image_size else ""
+    return f"{register}open_clip.create_model_and_transforms('{name}', pretrained='{out}'{size})"
+
+
+def export_open_clip(
+    name: str,
+    ckpt_path: str | Path,
+    out: str | Path,
+    force_image_size: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the checkpoint's open_clip weights for architecture `name` to `out`; never downloads anything."""
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite:
+        raise ConfigError(
+            f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
+        )
+    model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size)
+    architecture_has_bias = model.logit_bias is not None
+    load_weights(model, ckpt_path, name)
+    state = plain_state_dict(model, architecture_has_bias)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s; load it with: %s", out, load_hint(name, out.resolve(), force_image_size))
+    return out
+
+
+def required(cfg: DictConfig, key: str, example: str) -> str:
+    """A mandatory CLI value, or an error showing how to pass it (instead of OmegaConf's traceback)."""
+    value = cfg.get(key)
+    if not value:
+        raise ConfigError(f"{key}= is required, e.g. `python -m fashion_clip.export {example}`")
+    return str(value)
+
+
+def from_launch_dir(root: str, value: str) -> Path:
+    """Relative paths mean the directory the user ran from, whatever Hydra's run dir or chdir setting."""
+    return Path(root) / Path(value).expanduser()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    """Console entry point; `model=` picks the architecture exactly as in training."""
+    root = cfg.paths.root_dir
+    example = "model=vitb32 ckpt_path=outputs/.../checkpoints/last.ckpt out=model.pt"
+    export_open_clip(
+        cfg.model.name,
+        from_launch_dir(root, required(cfg, "ckpt_path", example)),
+        from_launch_dir(root, required(cfg, "out", example)),
+        force_image_size=cfg.model.force_image_size,
+        overwrite=cfg.overwrite,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Sweeps and scale-out: the model x loss study, DDP on 2 CPU processes, and submitit launchers."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from fashion_clip.errors import ConfigError
+from fashion_clip.evaluation.results_file import RESULTS_NAME, read_results
+from fashion_clip.launcher_check import check_launcher
+
+QUICK = ("trainer=cpu", "trainer.max_steps=2", "data.num_workers=0", "data.batch_size=8", "protocol=[full]")
+
+
+def train_cli(*overrides: str, data_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real entry point, as a user (or a cluster job) would."""
+    command = [sys.executable, "-m", "fashion_clip.train", *overrides, f"paths.data_dir={data_dir}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def test_model_loss_study_runs_every_loss_and_ends_with_the_comparison(small_catalogue: Path, tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    done = train_cli(
+        "-m",
+        "experiment=model_loss_study",
+        "model=tiny",
+        "data=demo",
+        *QUICK,
+        f"hydra.sweep.dir={sweep}",
+        data_dir=small_catalogue,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.rglob(RESULTS_NAME))
+    assert len(runs) == 2
+    assert {read_results(run / RESULTS_NAME)[0].loss for run in runs} == {"infonce", "siglip"}
+    with (sweep / "comparison.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["loss"], r["stage"]) for r in rows) == [
+        ("infonce", "base"),
+        ("infonce", "finetuned"),
+        ("siglip", "base"),
+        ("siglip", "finetuned"),
+    ]
+    assert all(r["vs_base"].endswith("%") for r in rows if r["stage"] == "finetuned")
+    assert (sweep / "comparison.png").stat().st_size > 0
+
+
+def test_the_study_sweeps_three_models_across_both_losses(compose_train) -> None:
+    cfg = compose_train("experiment=model_loss_study")
+    assert OmegaConf.to_container(cfg.protocol).keys() == {"full", "sample100"}
+    assert cfg.data.name == "fashiongen"
+
+
+def test_ddp_on_two_cpu_processes(small_catalogue: Path, tmp_path: Path) -> None:
+    """Lightning DDP with gloo: both ranks train, gather features for the loss and finish together."""
+    run_dir = tmp_path / "ddp"
+    done = train_cli(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_steps=2",
+        "trainer.precision=32-true",
+        "data.resampled=true",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "test_before_fit=false",
+        "protocol=[full]",
+        f"hydra.run.dir={run_dir}",
+        data_dir=small_catalogue,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MEMBER: 2/2" in done.stderr + done.stdout
+    assert read_results(run_dir / RESULTS_NAME)[0].stage == "finetuned"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_slurm_launcher_composes_with_the_trainer_reading_its_allocation(compose_train) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from fashion_clip.config import CONFIG_DIR
+
+    overrides = [
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.nodes=2",
+        "trainer=slurm",
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.nodes, launcher.tasks_per_node) == ("gpu", 2, 8)
+    assert (cfg.trainer.num_nodes, cfg.trainer.devices, cfg.trainer.strategy) == (2, 8, "ddp")
+    check_launcher(launcher)
+
+
+def test_slurm_without_partition_fails_before_submitting(small_catalogue: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="hydra.launcher.partition"):
+        check_launcher(OmegaConf.create({"_target_": "x.SlurmLauncher", "partition": "???"}))
+    done = train_cli("-m", "hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}", data_dir=small_catalogue)
+    assert done.returncode != 0
+    assert "needs a partition" in done.stderr
+    assert not list(tmp_path.rglob(".submitit"))
+
+
+def test_submitit_local_launch_runs_a_tiny_job(small_catalogue: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "local"
+    done = train_cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        *QUICK,
+        "test_before_fit=false",
+        f"hydra.sweep.dir={sweep}",
+        data_dir=small_catalogue,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(sweep.rglob(RESULTS_NAME))) == 1
+    assert list(sweep.rglob(".submitit/*/*_result.pkl"))
