@@ -1,0 +1,96 @@
+"""WiSE-FT: `python -m fashion_clip.wise ckpt_path=... alphas=[0,0.25,0.5,0.75,1]` (Wortsman et al., 2022)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fashion_clip.config import CONFIG_DIR
+from fashion_clip.errors import ConfigError, exit_on_user_error
+from fashion_clip.evaluate import training_loss
+from fashion_clip.evaluation.comparison import gather
+from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device, split_spec
+from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
+from fashion_clip.evaluation.results_table import print_records
+from fashion_clip.models.checkpoint import load_weights
+from fashion_clip.report import write_report
+
+State = Mapping[str, torch.Tensor]
+
+
+def check_alphas(alphas: Sequence[float]) -> list[float]:
+    """Mixing weights outside [0, 1] extrapolate, which WiSE-FT does not claim anything about."""
+    values = [float(a) for a in alphas]
+    if not values or any(not 0.0 <= a <= 1.0 for a in values):
+        raise ConfigError(f"alphas must be a non-empty list of numbers in [0, 1], got {list(alphas)}")
+    return values
+
+
+def interpolate(zero_shot: State, finetuned: State, alpha: float) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * zero-shot + alpha * fine-tuned for float tensors; others (and keys the zero-shot
+    model lacks, such as a SigLIP bias added in training) come from the fine-tuned weights."""
+    mixed = {}
+    for key, tuned in finetuned.items():
+        base = zero_shot.get(key)
+        if base is None or not tuned.is_floating_point():
+            mixed[key] = tuned
+        else:
+            mixed[key] = torch.lerp(base.to(tuned.dtype), tuned, alpha)
+    return mixed
+
+
+def stage_name(alpha: float) -> str:
+    """alpha 0 is the zero-shot model and 1 the fine-tuned one, so reports compute gains as usual."""
+    return BASE if alpha == 0.0 else FINETUNED if alpha == 1.0 else f"wise-{alpha:.2f}"
+
+
+def wise(cfg: DictConfig) -> list[EvaluationRecord]:
+    """Evaluate every interpolation on one embedding pass each, then write results and the comparison."""
+    alphas = check_alphas(cfg.alphas)
+    spec = split_spec(cfg.data, cfg.split)
+    L.seed_everything(cfg.seed)
+    bundle = instantiate(cfg.model)
+    zero_shot = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    load_weights(bundle.model, cfg.ckpt_path, cfg.model.name)
+    finetuned = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    protocols = {name: instantiate(protocol) for name, protocol in cfg.protocol.items()}
+    device = resolve_device(cfg.device)
+    checkpoint = str(Path(cfg.ckpt_path).resolve())
+    records: list[EvaluationRecord] = []
+    for alpha in alphas:
+        bundle.model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
+        identity = {
+            "model": cfg.model.name,
+            "pretrained": cfg.model.pretrained,
+            "checkpoint": None if alpha == 0.0 else f"{checkpoint}@alpha={alpha:g}",
+            "loss": training_loss(cfg.ckpt_path),
+            "data": cfg.data.name,
+            "split": cfg.split,
+            "stage": stage_name(alpha),
+        }
+        scored, _ = evaluate_bundle(
+            bundle, spec, protocols, identity, device, cfg.batch_size, cfg.num_workers
+        )
+        print_records(scored, f"alpha={alpha:g}")
+        records += scored
+    out_dir = Path(cfg.paths.output_dir)
+    write_results(records, out_dir)
+    write_report(gather([out_dir]), out_dir)
+    return records
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="wise")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    """Console entry point (`fashion-clip-wise`)."""
+    wise(cfg)
+
+
+if __name__ == "__main__":
+    main()
