@@ -10,7 +10,9 @@ import open_clip
 import torch
 from torch import nn
 
+from fashion_clip.errors import ConfigError
 from fashion_clip.metrics import RetrievalRecall
+from fashion_clip.models.cached_accumulation import accumulate_contrastive_gradients, split_batch
 from fashion_clip.optim.param_groups import param_groups
 
 
@@ -22,8 +24,60 @@ def ensure_logit_params(model: open_clip.CLIP, loss: nn.Module) -> None:
     model.logit_scale.data.fill_(loss.init_logit_scale)
 
 
+def check_accumulate_options(accumulate: int, gradient_clip_val: float | None) -> None:
+    """Options wrong on their own fail when the module is built, before any data or weights are read."""
+    if accumulate < 1:
+        raise ConfigError(
+            f"module.accumulate={accumulate} must be at least 1: 1 trains on whole batches, k > 1 splits "
+            "each batch of data.batch_size into k micro-batches that still share one contrastive loss."
+        )
+    if gradient_clip_val is not None and accumulate == 1:
+        raise ConfigError(
+            f"module.gradient_clip_val={gradient_clip_val} only applies with module.accumulate > 1; with "
+            "module.accumulate=1 set trainer.gradient_clip_val instead and module.gradient_clip_val=null."
+        )
+    if gradient_clip_val is not None and gradient_clip_val <= 0:
+        raise ConfigError(
+            f"module.gradient_clip_val={gradient_clip_val} must be positive (the maximum gradient norm), "
+            "or null for no clipping."
+        )
+
+
+def check_accumulate_fits_run(
+    accumulate: int, batch_size: int | None, trainer_accumulate: int, trainer_clip: float | None
+) -> None:
+    """Options that conflict with the trainer or the data fail before Lightning's own checks and any data."""
+    if accumulate == 1:
+        return
+    if trainer_accumulate > 1:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={trainer_accumulate} with module.accumulate={accumulate}: "
+            "Lightning's accumulation runs independent small batches, so each contrastive loss would see "
+            "only a fraction of the negatives. Set trainer.accumulate_grad_batches=1 and use only "
+            "module.accumulate (data.batch_size is then the contrastive batch per device)."
+        )
+    if trainer_clip:
+        raise ConfigError(
+            f"trainer.gradient_clip_val={trainer_clip} cannot be used with module.accumulate={accumulate} "
+            "(Lightning refuses it under the manual optimization this needs). Set "
+            f"module.gradient_clip_val={trainer_clip} and trainer.gradient_clip_val=null."
+        )
+    if batch_size is not None and batch_size % accumulate:
+        raise ConfigError(
+            f"data.batch_size={batch_size} is not divisible by module.accumulate={accumulate}: each batch is "
+            "split into module.accumulate equal micro-batches. Pick a data.batch_size that is a multiple of "
+            f"module.accumulate (e.g. {batch_size // accumulate * accumulate or accumulate}) or another "
+            "module.accumulate."
+        )
+
+
 class ClipModule(L.LightningModule):
-    """Trains with the configured loss and validates with product-level retrieval recall."""
+    """Trains with the configured loss and validates with product-level retrieval recall.
+
+    `accumulate=k > 1` splits each batch into k micro-batches and accumulates the gradients of the whole
+    batch's contrastive loss (models/cached_accumulation.py) with manual optimization, clipping the
+    gradient norm at `gradient_clip_val`; `accumulate=1` leaves optimization to Lightning.
+    """
 
     def __init__(
         self,
@@ -34,14 +88,20 @@ class ClipModule(L.LightningModule):
         max_logit_scale: float = 100.0,
         recall_ks: tuple[int, ...] = (1, 5, 10),
         recall_chunk_size: int = 1024,
+        accumulate: int = 1,
+        gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
+        check_accumulate_options(accumulate, gradient_clip_val)
         ensure_logit_params(model, loss)
         self.model = model
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.max_log_scale = math.log(max_logit_scale)
+        self.accumulate = accumulate
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = accumulate == 1
         self.recall = nn.ModuleDict(
             {
                 stage: RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size)
@@ -73,8 +133,44 @@ class ClipModule(L.LightningModule):
             batch_size=len(batch["image"]),
         )
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The first hook that sees the trainer and data module: check accumulation before any work."""
+        datamodule = self.trainer.datamodule
+        check_accumulate_fits_run(
+            self.accumulate,
+            getattr(datamodule, "batch_size", None),
+            self.trainer.accumulate_grad_batches,
+            self.trainer.gradient_clip_val,
+        )
+        return []
+
+    def _accumulated_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on the whole batch's contrastive loss, holding one micro-batch's activations."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = accumulate_contrastive_gradients(
+            self,
+            self.loss,
+            split_batch(batch["image"], batch["text"], self.accumulate),
+            self.model.logit_scale,
+            self.model.logit_bias,
+            self.manual_backward,
+        )
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the accumulated gradients here: Lightning calls this after AMP has unscaled them."""
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._loss(batch)
+        loss = self._loss(batch)[0] if self.automatic_optimization else self._accumulated_step(batch)
         size = len(batch["image"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=size)
