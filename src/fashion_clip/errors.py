@@ -49,7 +49,8 @@ def exit_on_user_error(entry_point: F) -> F:
             user_error = find_user_error(exc)
             if user_error is None:
                 raise
-            log.error("%s: %s", type(user_error).__name__, user_error)
+            if logging.getLogger().hasHandlers():  # Hydra's run log keeps it; bare CLIs would print it twice
+                log.error("%s: %s", type(user_error).__name__, user_error)
             print(f"error: {user_error}", file=sys.stderr)
             sys.exit(2)
 

@@ -1,0 +1,1 @@
+"""Product search: index a catalogue's image embeddings once, then query it by text or image."""

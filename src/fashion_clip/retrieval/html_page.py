@@ -1,0 +1,90 @@
+"""A self-contained HTML page of search results: thumbnails (base64 JPEG), captions and scores."""
+
+from __future__ import annotations
+
+import html
+import logging
+import tarfile
+from pathlib import Path
+
+from fashion_clip.errors import ConfigError
+from fashion_clip.retrieval.atomic_output import atomic_output
+from fashion_clip.retrieval.product_search import ProductHit
+from fashion_clip.retrieval.thumbnails import image_location, read_catalogue_image, thumbnail_data_uri
+
+log = logging.getLogger(__name__)
+
+GENERATOR = "fashion-clip search"
+GENERATOR_TAG = f'<meta name="generator" content="{GENERATOR}">'
+MARKER_BYTES = 512
+STYLE = (
+    "body{font-family:sans-serif;margin:2em}"
+    ".grid{display:flex;flex-wrap:wrap;gap:1em}"
+    ".card{width:200px;border:1px solid #ddd;padding:.5em;font-size:.85em}"
+    ".card img{width:192px;height:192px;object-fit:contain;background:#f4f4f4}"
+    ".missing{width:192px;height:192px;background:#eee;color:#888;display:flex;align-items:center;"
+    "justify-content:center}"
+)
+
+
+def hit_thumbnail(hit: ProductHit) -> str | None:
+    """The hit's image as a data URI, or None (with a warning) when it cannot be read back."""
+    try:
+        return thumbnail_data_uri(read_catalogue_image(hit.record.source, hit.record.key))
+    except (OSError, KeyError, ValueError, tarfile.TarError) as e:  # moved shard, remote source, bad bytes
+        log.warning("no thumbnail for %s in %s: %s", hit.record.key, hit.record.source, e)
+        return None
+
+
+def image_tag(uri: str | None, alt: str) -> str:
+    """An <img> for a data URI, or a grey box saying the image is unavailable."""
+    if uri is None:
+        return '<div class="missing">image unavailable</div>'
+    return f'<img src="{uri}" alt="{html.escape(alt)}">'
+
+
+def result_card(hit: ProductHit, uri: str | None) -> str:
+    """One product: thumbnail, rank, score, product id, category, caption and where the image lives."""
+    r = hit.record
+    return (
+        f'<div class="card">{image_tag(uri, r.caption)}'
+        f"<div><b>#{hit.rank}</b> score {hit.score:.4f}</div>"
+        f"<div>{html.escape(r.product_id)} &middot; {html.escape(r.category or '-')}</div>"
+        f"<div>{html.escape(r.caption)}</div>"
+        f'<div style="color:#888">{html.escape(image_location(r.source, r.key))}</div></div>'
+    )
+
+
+def render_page(title: str, hits: list[ProductHit], query_image: str | None = None) -> str:
+    """The whole page; an image query is shown above its results."""
+    query = f"<h2>query</h2>{image_tag(query_image, 'query image')}" if query_image else ""
+    cards = "".join(result_card(hit, hit_thumbnail(hit)) for hit in hits)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{GENERATOR_TAG}'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f'<body><h1>{html.escape(title)}</h1>{query}<div class="grid">{cards}</div></body></html>\n'
+    )
+
+
+def written_by_search(path: Path) -> bool:
+    """Whether an existing file is a page this tool wrote earlier (safe to replace)."""
+    with path.open("rb") as f:
+        return GENERATOR_TAG.encode() in f.read(MARKER_BYTES)
+
+
+def refuse_foreign_file(path: Path) -> None:
+    """Stop when the page would replace a file this tool did not write (checked before any work)."""
+    if path.exists() and (path.is_dir() or not written_by_search(path)):
+        raise ConfigError(
+            f"--html '{path}' already exists and is not a page written by {GENERATOR}: "
+            f"give another file name or remove it"
+        )
+
+
+def write_page(path: str | Path, page: str) -> Path:
+    """Write the page atomically; replace an earlier results page, never any other file."""
+    path = Path(path)
+    refuse_foreign_file(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
