@@ -12,6 +12,7 @@ import open_clip
 import torch
 
 from fashion_clip.errors import ConfigError, DownloadError, MissingInputError
+from fashion_clip.models.controls import apply_controls
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,13 @@ def create_model(
     cache_dir: str | None = None,
     force_image_size: int | None = None,
     grad_checkpointing: bool = False,
+    **controls: Any,
 ) -> tuple[open_clip.CLIP, Callable, Callable]:
-    """Build the dual encoder and its transforms; `pretrained` is a tag, a local file, or None."""
+    """Build the dual encoder and its transforms; `pretrained` is a tag, a local file, or None.
+
+    `controls` are the other fine-tuning switches of `fashion_clip.models.controls.apply_controls`
+    (tower locks, LoRA, channels-last, compile), applied in its fixed order after the weights load.
+    """
     if name not in open_clip.list_models():
         raise ConfigError(f"model.name='{name}' is not an open_clip model; see open_clip.list_models()")
     if (
@@ -66,9 +72,7 @@ def create_model(
         if not pretrained:
             raise
         raise DownloadError(_pretrained_help(name, pretrained)) from e
-    if grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    return model, train_tf, val_tf
+    return apply_controls(model, grad_checkpointing=grad_checkpointing, **controls), train_tf, val_tf
 
 
 def create_tokenizer(name: str, tokenizer: str | None = None, cache_dir: str | None = None) -> Callable:
@@ -102,14 +106,27 @@ def create_clip(
     cache_dir: str | None = None,
     force_image_size: int | None = None,
     grad_checkpointing: bool = False,
+    **controls: Any,
 ) -> ClipBundle:
-    """Hydra's `_target_` for `conf/model/*`: the model, its transforms and tokenizer as one object."""
+    """Hydra's `_target_` for `conf/model/*`: the model, its transforms and tokenizer as one object.
+
+    `controls` are the remaining `model.*` switches (see `apply_controls`): lock_image, lock_text and
+    their unlocked counts, lora, channels_last, compile, compile_backend.
+    """
     tok = create_tokenizer(name, tokenizer, cache_dir)
-    model, train_tf, val_tf = create_model(name, pretrained, cache_dir, force_image_size, grad_checkpointing)
-    log.info("created %s (pretrained=%s, %.1fM params)", name, pretrained, _count_params(model) / 1e6)
+    model, train_tf, val_tf = create_model(
+        name, pretrained, cache_dir, force_image_size, grad_checkpointing, **controls
+    )
+    log.info(
+        "created %s (pretrained=%s, %.1fM params, %.1fM trainable)",
+        name,
+        pretrained,
+        _count_params(model) / 1e6,
+        _count_params(model, trainable_only=True) / 1e6,
+    )
     return ClipBundle(name, model, train_tf, val_tf, tok)
 
 
-def _count_params(model: torch.nn.Module) -> int:
-    """Parameter count for the log line users check against the paper's model size."""
-    return sum(p.numel() for p in model.parameters())
+def _count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Counts for the log line: the total to check against the paper, the trainable part for locks/LoRA."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,89 @@
+"""Freeze the image and/or text tower (LiT-style) with open_clip's own lock methods, counts checked first."""
+
+from __future__ import annotations
+
+import open_clip
+from open_clip.timm_model import TimmModel
+from open_clip.transformer import VisionTransformer
+from timm.models import group_parameters
+from torch import nn
+
+from fashion_clip.errors import ConfigError
+from fashion_clip.models.towers import text_tower, tower_of
+
+
+def image_lock_groups(visual: nn.Module) -> int:
+    """How many groups `lock_image_tower` can leave trainable, counted from the top; 0 if none can be."""
+    if isinstance(visual, VisionTransformer):
+        # stem, each block but the last, (last block + ln_post), proj
+        return len(visual.transformer.resblocks) + 2
+    if isinstance(visual, TimmModel):
+        return max(group_parameters(visual.trunk, visual.trunk.group_matcher())) + 1
+    return 0
+
+
+def text_lock_groups(model: nn.Module) -> int:
+    """How many layers `lock_text_tower` can leave trainable, counted from the top; 0 if none can be."""
+    text = text_tower(model)
+    blocks = getattr(getattr(text, "transformer", None), "resblocks", None)
+    if blocks is None:
+        return 0
+    # embeddings, each block but the last, (last block + ln_final), projection when there is one
+    return len(blocks) + 1 + (getattr(text, "text_projection", None) is not None)
+
+
+def _check_unlocked(key: str, value: int, available: int, tower: str) -> None:
+    """A count outside 0..available would be silently clamped or wrap around inside open_clip."""
+    if not 0 <= value <= available:
+        raise ConfigError(
+            f"model.{key}={value}, but this model's {tower} tower has {available} groups that can be left "
+            f"trainable; set model.{key} between 0 and {available}."
+        )
+
+
+def _check_unused(key: str, value: int, switch: str) -> None:
+    """An unlocked count without its lock switch would be silently ignored."""
+    if value:
+        raise ConfigError(
+            f"model.{key}={value} only takes effect with model.{switch}=true; set both, or model.{key}=0."
+        )
+
+
+def lock_towers(
+    model: open_clip.CLIP,
+    lock_image: bool = False,
+    lock_image_unlocked_groups: int = 0,
+    lock_image_freeze_bn_stats: bool = False,
+    lock_text: bool = False,
+    lock_text_unlocked_layers: int = 0,
+    lock_text_freeze_layer_norm: bool = True,
+) -> None:
+    """Set requires_grad=False on the locked towers except their top unlocked groups/layers."""
+    if not lock_image:
+        _check_unused("lock_image_unlocked_groups", lock_image_unlocked_groups, "lock_image")
+    else:
+        groups = image_lock_groups(model.visual)
+        _check_unlocked("lock_image_unlocked_groups", lock_image_unlocked_groups, groups, "image")
+        model.lock_image_tower(lock_image_unlocked_groups, lock_image_freeze_bn_stats)
+    if not lock_text:
+        _check_unused("lock_text_unlocked_layers", lock_text_unlocked_layers, "lock_text")
+        return
+    text = text_tower(model)
+    _check_unlocked("lock_text_unlocked_layers", lock_text_unlocked_layers, text_lock_groups(model), "text")
+    if not lock_text_freeze_layer_norm and not isinstance(text, open_clip.hf_model.HFTextEncoder):
+        raise ConfigError(
+            "model.lock_text_freeze_layer_norm=false is only supported for Hugging Face text towers, "
+            "not open_clip's own text transformer: set it to true."
+        )
+    model.lock_text_tower(lock_text_unlocked_layers, lock_text_freeze_layer_norm)
+
+
+def require_trainable(model: nn.Module) -> None:
+    """Fail at build time if only the temperature/bias would train: a run that cannot learn anything."""
+    if any(p.requires_grad and tower_of(n) is not None for n, p in model.named_parameters()):
+        return
+    raise ConfigError(
+        "every tower parameter is frozen, so only logit_scale/logit_bias would train: set "
+        "model.lock_image_unlocked_groups or model.lock_text_unlocked_layers above 0, set "
+        "model.lock_image=false or model.lock_text=false, or add adapters with model.lora.enabled=true."
+    )
