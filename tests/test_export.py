@@ -141,3 +141,28 @@ def test_cli_resolves_paths_from_the_launch_dir_and_rejects_another_architecture
     assert "unexpected" in failed.stderr and "shape mismatches" in failed.stderr
     assert "model.name='FashionCLIP-Tiny'" in failed.stderr and "(model=...)" in failed.stderr
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_lora_checkpoint_exports_merged_into_the_plain_architecture(tmp_path: Path) -> None:
+    from fashion_clip.models.lora import LoraSettings
+
+    torch.manual_seed(0)
+    lora = LoraSettings(enabled=True, targets=("mlp.c_fc", "mlp.c_proj"))
+    adapted, _, _ = create_model("FashionCLIP-Tiny", lora=lora)
+    with torch.no_grad():  # trained adapters: B is zero at init, so perturb it
+        for name, param in adapted.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.05)
+    ckpt = tmp_path / "lora.pt"
+    torch.save(adapted.state_dict(), ckpt)
+    out = export_open_clip("FashionCLIP-Tiny", ckpt, tmp_path / "plain.pt", lora=lora)
+    plain, _, _ = create_model("FashionCLIP-Tiny")
+    state = torch.load(out, weights_only=True)
+    assert set(state) == set(plain.state_dict())
+    plain.load_state_dict(state)
+    image, text = torch.randn(2, 3, 64, 64), torch.randint(1, 1000, (2, 32))
+    adapted.eval()
+    plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(adapted.encode_image(image), plain.encode_image(image), atol=1e-5)
+        assert torch.allclose(adapted.encode_text(text), plain.encode_text(text), atol=1e-5)

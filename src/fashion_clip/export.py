@@ -13,12 +13,14 @@ from pathlib import Path
 import hydra
 import open_clip
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError, exit_on_user_error
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model
+from fashion_clip.models.lora import LoraSettings, merge_lora
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +54,22 @@ def export_open_clip(
     out: str | Path,
     force_image_size: int | None = None,
     overwrite: bool = False,
+    lora: LoraSettings | None = None,
 ) -> Path:
-    """Write the checkpoint's open_clip weights for architecture `name` to `out`; never downloads anything."""
+    """Write the checkpoint's open_clip weights for architecture `name` to `out`; never downloads anything.
+
+    A checkpoint trained with LoRA (`lora` as in training) is loaded into the adapted model, then the
+    adapters are merged so the file is a plain open_clip state dict.
+    """
     out = Path(out).expanduser()
     if out.exists() and not overwrite:
         raise ConfigError(
             f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
         )
-    model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size)
+    model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size, lora=lora)
     architecture_has_bias = model.logit_bias is not None
     load_weights(model, ckpt_path, name)
+    model = merge_lora(model)
     state = plain_state_dict(model, architecture_has_bias)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -99,6 +107,7 @@ def main(cfg: DictConfig) -> None:
         from_launch_dir(root, required(cfg, "out", example)),
         force_image_size=cfg.model.force_image_size,
         overwrite=cfg.overwrite,
+        lora=instantiate(cfg.model.lora) if cfg.model.get("lora") else None,
     )
 
 
