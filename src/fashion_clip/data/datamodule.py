@@ -6,11 +6,14 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import lightning as L
 import torch
 import webdataset as wds
 
+from fashion_clip.data.epoch_stream import EpochStream
+from fashion_clip.data.resumable_loader import ResumableLoader
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
 from fashion_clip.errors import ConfigError
@@ -25,7 +28,11 @@ def every_nth(samples: Iterable[dict], start: int, step: int) -> Iterator[dict]:
 
 
 class WebDatasetDataModule(L.LightningDataModule):
-    """Shards in, tokenized batches out; transforms and tokenizer come from the model preset."""
+    """Shards in, tokenized batches out; transforms and tokenizer come from the model preset.
+
+    The train loader is resumable: its position (epoch, batches per data worker) is saved in checkpoints
+    and restored on resume, and each epoch's order is a function of `seed` and the epoch.
+    """
 
     def __init__(
         self,
@@ -42,6 +49,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         val_transform: Callable | None = None,
         tokenizer: Callable | None = None,
         name: str = "shards",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if resampled and not samples_per_epoch and not (train and count_samples(train)):
@@ -59,6 +67,9 @@ class WebDatasetDataModule(L.LightningDataModule):
         self.val_transform = val_transform
         self.tokenizer = tokenizer
         self.name = name
+        self.seed = seed
+        self._train_loader: ResumableLoader | None = None
+        self._restored_position: dict[str, Any] | None = None
 
     def _world_size(self) -> int:
         """Ranks sharing the data: each gets its own shards, so epoch length divides by this."""
@@ -75,44 +86,55 @@ class WebDatasetDataModule(L.LightningDataModule):
             raise ConfigError(f"data.{split} is not set: give the shard spec for the {split} split")
         return spec
 
-    def _pipeline(self, split: str) -> wds.DataPipeline:
-        """The WebDataset pipeline for a split; training shuffles and may resample shards forever."""
+    def _collate(self) -> CollateWithTokenizer:
+        """Batch collation with the model's tokenizer, once the model's parts are known to be there."""
         if self.tokenizer is None or self.train_transform is None or self.val_transform is None:
             raise ValueError("the data module needs the model's transforms and tokenizer (see train.py)")
-        urls = resolve_shards(self._spec(split), split)
-        train = split == "train"
-        if train and self.resampled:
-            source = [wds.ResampledShards(urls)]
-        else:
-            # split before shuffling: ranks and workers shuffle with different seeds and must not overlap
-            split_by_node = [wds.split_by_node] if train else []
-            source = [wds.SimpleShardList(urls), *split_by_node, wds.split_by_worker]
-            source += [wds.shuffle(len(urls))] if train else []
-        batch_size = self.batch_size if train else self.eval_batch_size
-        stages = [
-            *source,
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
-            *([] if train else [functools.partial(every_nth, start=self._rank(), step=self._world_size())]),
-            *([wds.shuffle(self.shuffle_buffer)] if train else []),
-            DecodeOrSkip(self.train_transform if train else self.val_transform, random_caption=train),
-            wds.batched(batch_size, collation_fn=CollateWithTokenizer(self.tokenizer), partial=not train),
-        ]
-        pipeline = wds.DataPipeline(*stages)
-        return self._sized(pipeline, split, batch_size)
+        return CollateWithTokenizer(self.tokenizer)
 
-    def _sized(self, pipeline: wds.DataPipeline, split: str, batch_size: int) -> wds.DataPipeline:
-        """Give the epoch a length so progress bars and the LR schedule know how many steps it has."""
-        workers = max(1, self.num_workers)
-        if split == "train" and self.resampled:
-            samples = self.samples_per_epoch or count_samples(self._spec(split))
-            per_worker = math.ceil(samples / (batch_size * self._world_size() * workers))
-            return pipeline.with_epoch(nbatches=per_worker).with_length(per_worker * workers, silent=True)
+    def _pipeline(self, split: str) -> wds.DataPipeline:
+        """An evaluation split in shard order, divided between ranks by sample, with a final partial batch."""
+        collate = self._collate()
+        urls = resolve_shards(self._spec(split), split)
+        pipeline = wds.DataPipeline(
+            wds.SimpleShardList(urls),
+            wds.split_by_worker,
+            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            functools.partial(every_nth, start=self._rank(), step=self._world_size()),
+            DecodeOrSkip(self.val_transform, random_caption=False),
+            wds.batched(self.eval_batch_size, collation_fn=collate, partial=True),
+        )
         samples = count_samples(self._spec(split))
         if samples is None:
             return pipeline
-        per_rank = samples / self._world_size()
-        batches = per_rank // batch_size if split == "train" else math.ceil(per_rank / batch_size)
-        return pipeline.with_length(max(1, int(batches)), silent=True)
+        batches = math.ceil(samples / self._world_size() / self.eval_batch_size)
+        return pipeline.with_length(max(1, batches), silent=True)
+
+    def _train_stream(self) -> EpochStream:
+        """The train split as a seeded, resumable stream, with an epoch length when it can be known."""
+        collate = self._collate()
+        spec = self._spec("train")
+        world, workers = self._world_size(), max(1, self.num_workers)
+        samples = count_samples(spec)
+        resampled_batches = length = None
+        if self.resampled:
+            budget = self.samples_per_epoch or samples
+            resampled_batches = math.ceil(budget / (self.batch_size * world * workers))
+            length = resampled_batches * workers
+        elif samples is not None:
+            length = max(1, int(samples / world // self.batch_size))
+        return EpochStream(
+            resolve_shards(spec, "train"),
+            DecodeOrSkip(self.train_transform, random_caption=True),
+            collate,
+            batch_size=self.batch_size,
+            shuffle_buffer=self.shuffle_buffer,
+            seed=self.seed,
+            rank=self._rank(),
+            world_size=world,
+            resampled_batches=resampled_batches,
+            length=length,
+        )
 
     def _loader(self, split: str) -> torch.utils.data.DataLoader:
         """Batching happens in the pipeline, so the loader only parallelises it across workers."""
@@ -124,11 +146,32 @@ class WebDatasetDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader("train")
+    def _train_position(self) -> dict[str, Any] | None:
+        """Where training data stands: the live loader's position, else one restored from a checkpoint."""
+        return self._train_loader.state_dict() if self._train_loader is not None else self._restored_position
+
+    def train_dataloader(self) -> ResumableLoader:
+        """A fresh loader continues where the previous one (or the restored checkpoint) left off."""
+        position = self._train_position()
+        loader = ResumableLoader(self._train_stream(), self.num_workers, pin_memory=torch.cuda.is_available())
+        if position is not None:
+            loader.load_state_dict(position)
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("val")
 
     def test_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("test")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: Lightning restores it before anything asks for the train loader
+        (its own loader-state restore is skipped when `configure_optimizers` builds the loader early)."""
+        position = self._train_position()
+        return {"train_position": position} if position is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Called on resume before the train loader exists; `train_dataloader()` starts from it."""
+        self._restored_position = state_dict.get("train_position")
+        self._train_loader = None

@@ -1,0 +1,138 @@
+"""Train batches as a function of (seed, epoch, rank, worker, batch), so any position can be replayed."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import itertools
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+import webdataset as wds
+
+from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
+from fashion_clip.data.stream_position import StreamPosition
+
+# what a worker yields: (logical worker, raw samples it has read so far, batch)
+TaggedBatch = tuple[int, int, dict[str, torch.Tensor]]
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts, identical in every process (Python's `hash` of str is salted)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Run a block on its own CPU torch and Python RNG streams: augmentations and caption choice replay
+    exactly, and with num_workers=0 the training process's own random state is left as it was."""
+    python_state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        random.seed(derive_seed(seed, "python"))  # not `seed`: DecodeOrSkip's caption RNG starts from that
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+
+
+class CountingIterator(Iterator):
+    """Counts the raw samples read, the unit a resumed worker skips (corrupt samples make batches uneven)."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = iter(items)
+        self.count = 0
+
+    def __next__(self) -> Any:
+        item = next(self.items)
+        self.count += 1
+        return item
+
+    def skip(self, n: int) -> None:
+        """Read past `n` samples without decoding them."""
+        collections.deque(itertools.islice(self, n), maxlen=0)
+
+
+class EpochStream(torch.utils.data.IterableDataset):
+    """Shuffled, augmented train batches, reproducible per epoch and resumable from a `StreamPosition`.
+
+    Shards are shuffled with a per-epoch seed shared by every rank and worker, then split between them
+    (no overlap); `resampled_batches` instead draws shards with replacement, `resampled_batches` batches
+    per worker, from a per-(epoch, rank, worker) seed. The sample shuffle buffer and each batch's
+    augmentations and caption choices are seeded the same way, so skipping raw samples is enough to resume.
+    Set `start` before each iteration (`ResumableLoader` does): workers receive a copy at that point.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        decode: DecodeOrSkip,
+        collate: CollateWithTokenizer,
+        batch_size: int,
+        shuffle_buffer: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        resampled_batches: int | None = None,
+        length: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.urls = list(urls)
+        self.decode = decode
+        self.collate = collate
+        self.batch_size = batch_size
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.resampled_batches = resampled_batches
+        self.length = length
+        self.start = StreamPosition.epoch_start(0, 1)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank; a TypeError (as for any unsized iterable) without a manifest."""
+        if self.length is None:
+            raise TypeError("the train split has no manifest, so its epoch length is unknown")
+        return self.length
+
+    def __iter__(self) -> Iterator[TaggedBatch]:
+        info = torch.utils.data.get_worker_info()
+        workers, physical = (info.num_workers, info.id) if info is not None else (1, 0)
+        # the loader asks physical workers 0, 1, ... in turn, so worker 0 plays whoever was due next
+        return self._batches(self.start, (physical + self.start.next_worker) % workers, workers)
+
+    def _worker_seed(self, epoch: int, worker: int, *parts: object) -> int:
+        """Seed of one random choice of this epoch, rank and logical worker."""
+        return derive_seed(self.seed, epoch, self.rank, worker, *parts)
+
+    def _shards(self, epoch: int, worker: int, workers: int) -> Iterable[dict[str, str]]:
+        """This worker's shards for the epoch, as WebDataset `{"url": ...}` records."""
+        if self.resampled_batches is not None:
+            seed = self._worker_seed(epoch, worker, "shards")
+            return wds.ResampledShards(self.urls, deterministic=True, worker_seed=lambda: seed)
+        urls = list(self.urls)
+        random.Random(derive_seed(self.seed, epoch, "shards")).shuffle(urls)
+        return [{"url": url} for url in urls[self.rank :: self.world_size][worker::workers]]
+
+    def _samples(self, epoch: int, worker: int, workers: int) -> Iterator[dict[str, Any]]:
+        """Raw (undecoded) samples of this worker's shards through the seeded shuffle buffer."""
+        shards = iter(self._shards(epoch, worker, workers))
+        samples = wds.tarfile_to_samples(handler=wds.warn_and_continue)(shards)
+        rng = random.Random(self._worker_seed(epoch, worker, "samples"))
+        return wds.shuffle(self.shuffle_buffer, rng=rng)(samples)
+
+    def _batches(self, start: StreamPosition, worker: int, workers: int) -> Iterator[TaggedBatch]:
+        """Skip what this worker yielded before `start`, then decode and batch the rest (full batches)."""
+        samples = CountingIterator(self._samples(start.epoch, worker, workers))
+        samples.skip(start.worker_samples[worker])
+        first, last = start.worker_batches[worker], self.resampled_batches
+        for index in itertools.count(first) if last is None else range(first, last):
+            with seeded_rng(self._worker_seed(start.epoch, worker, "batch", index)):
+                decoded = list(itertools.islice(self.decode(samples), self.batch_size))
+            if len(decoded) < self.batch_size:
+                return
+            yield worker, samples.count, self.collate(decoded)
