@@ -144,3 +144,16 @@ def test_eval_samples_are_split_across_ranks_without_gaps_or_overlap() -> None:
     assert all(parts), "every rank must get samples even from a single shard"
     keys = sorted(int(s["__key__"]) for part in parts for s in part)
     assert keys == list(range(7))
+
+
+def test_declared_epoch_length_never_exceeds_what_the_workers_yield(tmp_path, tiny_clip) -> None:
+    """Each worker drops its own last partial batch; an epoch shorter than its declared length ends
+    before Lightning runs validation, so the length must be a lower bound in every epoch."""
+    samples = [_sample(i, _jpeg((i, 0, 0)), ["c"], f"p{i}") for i in range(21)]
+    split = _write_split(tmp_path / "train", samples, shard_size=5)  # shards of 5, 5, 5, 5, 1
+    module = _module(tiny_clip, train=str(split), batch_size=4)
+    module.num_workers = 2
+    loader = module.train_dataloader()
+    yielded = [len(_batches(loader)) for _ in range(3)]
+    assert all(len(loader) <= n for n in yielded), (len(loader), yielded)
+    assert len(loader) >= min(yielded) - 1

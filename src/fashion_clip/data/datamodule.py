@@ -122,7 +122,10 @@ class WebDatasetDataModule(L.LightningDataModule):
             resampled_batches = math.ceil(budget / (self.batch_size * world * workers))
             length = resampled_batches * workers
         elif samples is not None:
-            length = max(1, int(samples / world // self.batch_size))
+            # each worker drops its own last partial batch, so up to workers - 1 fewer full batches than
+            # samples // batch_size; an epoch shorter than its declared length would end before Lightning
+            # runs validation, while a lower bound only leaves a few samples for the next epoch
+            length = max(1, int(samples / world // self.batch_size) - (workers - 1))
         return EpochStream(
             resolve_shards(spec, "train"),
             DecodeOrSkip(self.train_transform, random_caption=True),
