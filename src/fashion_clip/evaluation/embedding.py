@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import open_clip
 import torch
@@ -45,6 +45,23 @@ def distinct_captions(items: Iterable[tuple[str, list[str]]]) -> list[CaptionRec
     return [CaptionRecord(product_id, text) for product_id, text in seen]
 
 
+@contextlib.contextmanager
+def borrowed(model: torch.nn.Module) -> Iterator[None]:
+    """Give the model back in the train/eval modes and on the device it came in.
+
+    Training evaluates before and after fitting; Lightning keeps each submodule's train/eval mode,
+    so a model left in eval mode would silently train without dropout.
+    """
+    modes, original = {m: m.training for m in model.modules()}, next(model.parameters()).device
+    try:
+        yield
+    finally:
+        model.to(original)
+        for module, training in modes.items():
+            module.training = training
+
+
+@torch.inference_mode()
 def embed_catalogue(
     model: open_clip.CLIP,
     tokenizer: Tokenizer,
@@ -55,68 +72,38 @@ def embed_catalogue(
     with_captions: bool = True,
     description: str = "embedding",
 ) -> EmbeddedSplit:
-    """Embed in eval mode, then give the model back in the mode and on the device it came in.
-
-    Training evaluates before and after fitting; Lightning keeps each submodule's train/eval mode,
-    so a model left in eval mode would silently train without dropout.
-    """
-    modes, original = {m: m.training for m in model.modules()}, next(model.parameters()).device
-    try:
-        return _embed_catalogue(
-            model,
-            tokenizer,
-            dataset,
-            batch_size,
-            num_workers,
-            torch.device(device),
-            with_captions,
-            description,
-        )
-    finally:
-        model.to(original)
-        for module, training in modes.items():
-            module.training = training
-
-
-@torch.inference_mode()
-def _embed_catalogue(
-    model: open_clip.CLIP,
-    tokenizer: Tokenizer,
-    dataset: torch.utils.data.IterableDataset,
-    batch_size: int = 256,
-    num_workers: int = 2,
-    device: torch.device | str = "cpu",
-    with_captions: bool = True,
-    description: str = "embedding",
-) -> EmbeddedSplit:
     """Image features in file order plus distinct-caption features; an unreadable split fails."""
-    model.eval().to(device)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_items
-    )
-    features, records, captions, skipped = [], [], [], 0
-    for batch in tqdm(loader, desc=f"{description}: images", unit="batch"):
-        skipped += batch["skipped"]
-        if batch["image"] is None:
-            continue
-        with autocast(device):
-            features.append(model.encode_image(batch["image"].to(device), normalize=True).float().cpu())
-        for i, key in enumerate(batch["key"]):
-            caps = batch["captions"][i]
-            records.append(
-                ImageRecord(key, batch["product_id"][i], batch["category"][i], caps[0], batch["source"][i])
-            )
-            captions.append((batch["product_id"][i], caps))
-    if not records:
-        raise MissingInputError(
-            f"{description}: the catalogue has no readable image ({skipped} corrupt samples skipped); "
-            f"check the split's shard spec or folder"
+    device = torch.device(device)
+    with borrowed(model):
+        model.eval().to(device)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_items
         )
-    caption_records = distinct_captions(captions) if with_captions else []
-    texts = [c.text for c in caption_records]
-    caption_features = (
-        embed_texts(model, tokenizer, texts, batch_size, device)
-        if texts
-        else torch.zeros(0, features[0].shape[1])
-    )
-    return EmbeddedSplit(torch.cat(features), records, caption_features, caption_records, skipped)
+        features, records, captions, skipped = [], [], [], 0
+        for batch in tqdm(loader, desc=f"{description}: images", unit="batch"):
+            skipped += batch["skipped"]
+            if batch["image"] is None:
+                continue
+            with autocast(device):
+                features.append(model.encode_image(batch["image"].to(device), normalize=True).float().cpu())
+            for i, key in enumerate(batch["key"]):
+                caps = batch["captions"][i]
+                records.append(
+                    ImageRecord(
+                        key, batch["product_id"][i], batch["category"][i], caps[0], batch["source"][i]
+                    )
+                )
+                captions.append((batch["product_id"][i], caps))
+        if not records:
+            raise MissingInputError(
+                f"{description}: the catalogue has no readable image ({skipped} corrupt samples skipped); "
+                f"check the split's shard spec or folder"
+            )
+        caption_records = distinct_captions(captions) if with_captions else []
+        texts = [c.text for c in caption_records]
+        caption_features = (
+            embed_texts(model, tokenizer, texts, batch_size, device)
+            if texts
+            else torch.zeros(0, features[0].shape[1])
+        )
+        return EmbeddedSplit(torch.cat(features), records, caption_features, caption_records, skipped)

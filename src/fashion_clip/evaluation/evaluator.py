@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from fashion_clip.data.catalogue_reader import ShardCatalogue
 from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
-from fashion_clip.evaluation.embedding import embed_catalogue
+from fashion_clip.evaluation.embedding import borrowed, embed_catalogue
 from fashion_clip.evaluation.results_file import EvaluationRecord
 from fashion_clip.models.factory import ClipBundle
 
@@ -52,7 +52,6 @@ def score_split(
     protocols: Mapping[str, Protocol],
     bundle: ClipBundle,
     device: torch.device,
-
 ) -> dict[str, tuple[dict[str, float], float]]:
     """Metrics and seconds per protocol; the model and tokenizer go to those that embed prompts."""
     towers = {"model": bundle.model, "tokenizer": bundle.tokenizer}
@@ -90,10 +89,11 @@ def evaluate_bundle(
     num_workers: int = 2,
 ) -> tuple[list[EvaluationRecord], EmbeddedSplit]:
     """Records for one model on one split; `identity` holds the EvaluationRecord fields but metrics."""
-    split = embed_shards(bundle, spec, str(identity["split"]), device, batch_size, num_workers)
+    with borrowed(bundle.model):  # protocols such as zeroshot move the model and put it in eval mode
+        split = embed_shards(bundle, spec, str(identity["split"]), device, batch_size, num_workers)
+        scored = score_split(split, protocols, bundle, device)
     if split.skipped:
         log.warning("%d corrupt samples were skipped in the %s split", split.skipped, identity["split"])
-    scored = score_split(split, protocols, bundle, device)
     records = [
         EvaluationRecord(
             **identity, protocol=name, metrics=metrics | {"skipped": split.skipped}, seconds=seconds
