@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: install demo train test lint clean-demo
+.PHONY: install demo train test lint clean-demo bench
 
 install: $(STAMP)
 
@@ -26,6 +26,21 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+
+# open_clip_train (the reference trainer) runs from its own virtualenv: it needs webdataset<=0.2.86.
+# Every other package is pinned to the version in .venv, so both trainers run the same torch and open_clip.
+BENCH_VENV := .venv-openclip
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): $(STAMP) benchmarks/openclip_train_requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BIN)/pip freeze --exclude-editable | grep -iv '^webdataset==' > $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) -c $(BENCH_VENV)/constraints.txt \
+		-r benchmarks/openclip_train_requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench.py --openclip-python $(BENCH_VENV)/bin/python $(ARGS)
 
 clean-demo:
 	rm -rf data/demo
