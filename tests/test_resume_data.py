@@ -88,12 +88,12 @@ def test_fresh_loader_at_a_saved_position_yields_the_rest_of_that_epoch(make_loa
 
 def test_uneven_workers_resume_exactly_from_their_own_counts(make_loader) -> None:
     """Shards of unequal size on two workers: one runs out first, which only per-worker counts capture."""
-    reference = epoch(make_loader(2), 0)
-    interrupted = make_loader(2)
+    reference = epoch(make_loader(2, batch_size=8), 0)
+    interrupted = make_loader(2, batch_size=8)
     seen = list(itertools.islice(interrupted, len(reference) - 1))
     state = interrupted.state_dict()
-    assert state["worker_batches"] != StreamPosition.round_robin(0, state["batches"], 2, 16).worker_batches
-    resumed = make_loader(2)
+    assert state["worker_batches"] != StreamPosition.round_robin(0, state["batches"], 2, 8).worker_batches
+    resumed = make_loader(2, batch_size=8)
     resumed.load_state_dict(state)
     assert_same_batches(seen + list(resumed), reference)
 

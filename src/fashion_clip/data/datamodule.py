@@ -122,10 +122,11 @@ class WebDatasetDataModule(L.LightningDataModule):
             resampled_batches = math.ceil(budget / (self.batch_size * world * workers))
             length = resampled_batches * workers
         elif samples is not None:
-            # each worker drops its own last partial batch, so up to workers - 1 fewer full batches than
-            # samples // batch_size; an epoch shorter than its declared length would end before Lightning
-            # runs validation, while a lower bound only leaves a few samples for the next epoch
-            length = max(1, int(samples / world // self.batch_size) - (workers - 1))
+            # each worker drops its own last partial batch (at most batch_size - 1 samples), so the full
+            # batches are at least this; an epoch shorter than its declared length would end before
+            # Lightning runs validation, while a lower bound only leaves a few samples unseen per epoch
+            droppable = workers * (self.batch_size - 1)
+            length = max(1, math.ceil((samples / world - droppable) / self.batch_size))
         return EpochStream(
             resolve_shards(spec, "train"),
             DecodeOrSkip(self.train_transform, random_caption=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from fashion_clip.data.stream_position import StreamPosition
 class ResumableLoader(torch.utils.data.DataLoader):
     """Each `iter()` starts the next epoch of an `EpochStream`; `state_dict()` is where the data stands.
 
+    An epoch is exactly `len(dataset)` batches when that is known (a lower bound on what the workers can
+    supply), as Lightning counts it, so direct iteration and a Lightning epoch agree on where one ends.
     Lightning saves `state_dict()` in checkpoints and, on resume, calls `load_state_dict()`, after which
     the next `iter()` regenerates the saved epoch and starts at its next batch instead of the next epoch.
     Workers are not persistent: each epoch's workers get the stream with its start position.
@@ -37,7 +40,8 @@ class ResumableLoader(torch.utils.data.DataLoader):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         start, self._next = self._next, StreamPosition.epoch_start(self._next.epoch + 1, self.workers)
         self.dataset.start, self._current = start, copy.deepcopy(start)
-        for worker, samples_read, batch in super().__iter__():
+        remaining = None if self.dataset.length is None else max(0, self.dataset.length - start.batches)
+        for worker, samples_read, batch in itertools.islice(super().__iter__(), remaining):
             self._current.advance(worker, samples_read)
             yield batch
         self._current = None
