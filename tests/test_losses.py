@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo_group import free_port, gloo_group
 from hydra.utils import instantiate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -147,21 +147,12 @@ def loss_and_grads(
 def ddp_worker(rank: int, port: int, loss_cls: type[ContrastiveLoss], out_dir: str) -> None:
     torch.set_num_threads(1)
     loss_fn = loss_cls()  # built before the process group exists, as Hydra does
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
-    try:
+    with gloo_group(rank, WORLD_SIZE, port):
         model = DistributedDataParallel(TinyDualEncoder(loss_cls.uses_logit_bias))
         images, texts = (t.chunk(WORLD_SIZE)[rank] for t in global_batch())
         loss, grads = loss_and_grads(model, loss_fn, images, texts)
         dist.all_reduce(loss)
         torch.save({"loss": loss / WORLD_SIZE, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("loss_cls", [InfoNCELoss, SigLipLoss])

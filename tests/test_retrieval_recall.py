@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo_group import free_port, gloo_group
 
 from fashion_clip.metrics import RetrievalRecall, recall_at_k
 
@@ -176,15 +175,8 @@ def test_bad_ks_and_chunk_size_raise() -> None:
         recall_at_k(images, texts, ids, ids, chunk_size=0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         images, texts, ids = catalogue(12)
         mine = torch.arange(rank, ids.numel(), world_size)
         metric = RetrievalRecall(ks=KS, chunk_size=4)
@@ -192,13 +184,11 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
             metric.update(images[rows], texts[rows], ids[rows])
         result = {k: v.item() for k, v in metric.compute().items()}
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_ddp_two_ranks_gather_equals_single_process(tmp_path: Path) -> None:
     world_size = 2
-    mp.spawn(_ddp_worker, args=(world_size, _free_port(), str(tmp_path)), nprocs=world_size, join=True)
+    mp.spawn(_ddp_worker, args=(world_size, free_port(), str(tmp_path)), nprocs=world_size, join=True)
     images, texts, ids = catalogue(12)
     metric = RetrievalRecall(ks=KS)
     metric.update(images, texts, ids)

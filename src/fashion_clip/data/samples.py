@@ -77,10 +77,13 @@ class CollateWithTokenizer:
     def __init__(self, tokenizer: Callable[[list[str]], torch.Tensor]) -> None:
         self.tokenizer = tokenizer
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Tensors for the model plus the chosen captions as strings, which concept losses match against."""
+        captions = [s["caption"] for s in samples]
         return {
             "image": torch.stack([s["image"] for s in samples]),
-            "text": self.tokenizer([s["caption"] for s in samples]),
+            "text": self.tokenizer(captions),
+            "caption": captions,
             "product": torch.tensor([s["product"] for s in samples], dtype=torch.int64),
             "skipped": torch.tensor(sum(s["skipped"] for s in samples), dtype=torch.int64),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import open_clip
@@ -113,10 +114,22 @@ class ClipModule(L.LightningModule):
         """Unit-norm embeddings of both towers: every loss and metric here works on cosine similarity."""
         return self.model.encode_image(image, normalize=True), self.model.encode_text(text, normalize=True)
 
+    def _observe(self, batch: dict[str, Any]) -> None:
+        """Losses that read more than features (concept targets from the captions) see the batch first."""
+        observe = getattr(self.loss, "observe_batch", None)
+        if observe is not None:
+            observe(self.model, batch, self.global_step)
+
+    def _log_loss_terms(self, stage: str, size: int) -> None:
+        """A loss made of several terms logs each one, so TensorBoard shows which term moves."""
+        for name, value in getattr(self.loss, "last_terms", {}).items():
+            self.log(f"{stage}/loss_{name}", value, batch_size=size, sync_dist=stage != "train")
+
     def _loss(
-        self, batch: dict[str, torch.Tensor], distributed: bool = True
+        self, batch: dict[str, Any], distributed: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss plus the embeddings it was computed from (evaluation reuses them for recall)."""
+        self._observe(batch)
         image, text = self(batch["image"], batch["text"])
         loss = self.loss(image, text, self.model.logit_scale.exp(), self.model.logit_bias, distributed)
         return loss, image, text
@@ -148,6 +161,7 @@ class ClipModule(L.LightningModule):
         """One optimizer step on the whole batch's contrastive loss, holding one micro-batch's activations."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
+        self._observe(batch)
         loss = accumulate_contrastive_gradients(
             self,
             self.loss,
@@ -173,6 +187,7 @@ class ClipModule(L.LightningModule):
         loss = self._loss(batch)[0] if self.automatic_optimization else self._accumulated_step(batch)
         size = len(batch["image"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self._log_loss_terms("train", size)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=size)
         if self.model.logit_bias is not None:
             self.log("train/logit_bias", self.model.logit_bias, batch_size=size)
@@ -188,6 +203,7 @@ class ClipModule(L.LightningModule):
         """Loss for the curve, embeddings into the recall metric for the whole split."""
         loss, image, text = self._loss(batch, distributed=False)
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
+        self._log_loss_terms(stage, len(batch["image"]))
         self.recall[stage].update(image, text, batch["product"])
         self._count_skipped(batch, stage)
 

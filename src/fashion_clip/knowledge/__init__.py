@@ -1,0 +1,1 @@
+"""FashionKLIP-style concept knowledge: fashion concepts mined from captions, with their hypernyms."""
