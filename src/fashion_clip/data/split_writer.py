@@ -125,4 +125,3 @@ def write_split(
     remove_stale(out_dir, manifest)
     write_products(out_dir, products)
     return SplitResult(out_dir.name, out_dir, manifest, resumed_shards, truncated)
-
