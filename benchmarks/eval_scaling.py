@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from peak_memory import peak_rss_mib
 
 from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
 from fashion_clip.evaluation.full_protocol import full_protocol
@@ -46,7 +47,7 @@ def measure(n: int, dim: int, chunk: int, device: str) -> dict[str, float]:
     start = time.perf_counter()
     full_protocol(split, chunk_size=chunk, device=device)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     row = {"gallery": n, "dim": dim, "chunk": chunk, "device": device, "seconds": round(seconds, 3)}
     row |= {"peak_rss_mib": round(peak), "peak_above_features_mib": round(peak - before)}
     if device.startswith("cuda"):

@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/finetune_controls.py --steps 3
 Each configuration (none, grad_checkpointing, lock_image, lora) trains a random-init ViT-B-32 on one fixed
 batch (--batch images of 224 px, 77-token captions) with the InfoNCE loss and AdamW, in a fresh
 subprocess so memory does not carry over. Memory is the process's peak resident set size
-(`resource.getrusage(RUSAGE_SELF).ru_maxrss`): `peak_rss_mib` over the whole run and `train_rss_mib`,
+(VmHWM, `benchmarks/peak_memory.py`): `peak_rss_mib` over the whole run and `train_rss_mib`,
 its growth from the peak before the first step (model, optimizer and batch built) to the peak after the
 last, i.e. activations, gradients and AdamW state. Throughput is samples/s over --steps steps after one
 warm-up step. The machine's load average is recorded: on shared cores, compare rows of one run only, and
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peak_memory import peak_rss_mib
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
@@ -45,11 +45,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
 CAPTION = "slim fit navy wool blazer with notch lapels, two buttons, flap pockets and a single back vent"
 
 
-def max_rss_mib() -> float:
-    """This process's peak resident set size so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def train_step(model: torch.nn.Module, loss: InfoNCELoss, optimizer: torch.optim.Optimizer, batch) -> None:
     """One full optimizer step: both towers forward, InfoNCE, backward, AdamW."""
     optimizer.zero_grad(set_to_none=True)
@@ -67,7 +62,7 @@ def measure(config: str, batch_size: int, steps: int) -> dict[str, Any]:
     batch = (torch.randn(batch_size, 3, 224, 224), clip.tokenizer([CAPTION] * batch_size))
     optimizer = torch.optim.AdamW(param_groups(model.named_parameters()), lr=1e-5, weight_decay=0.1)
     loss = InfoNCELoss()
-    built_rss = max_rss_mib()
+    built_rss = peak_rss_mib()
     train_step(model, loss, optimizer, batch)
     start = time.perf_counter()
     for _ in range(steps):
@@ -76,8 +71,8 @@ def measure(config: str, batch_size: int, steps: int) -> dict[str, Any]:
     return {
         "config": config,
         "trainable_params_m": round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 2),
-        "peak_rss_mib": round(max_rss_mib()),
-        "train_rss_mib": round(max_rss_mib() - built_rss),
+        "peak_rss_mib": round(peak_rss_mib()),
+        "train_rss_mib": round(peak_rss_mib() - built_rss),
         "samples_per_s": round(batch_size * steps / seconds, 2),
         "s_per_step": round(seconds / steps, 2),
         "load_avg_1m": round(os.getloadavg()[0], 1),
