@@ -85,3 +85,19 @@ def test_cli_exits_2_when_nothing_to_report(tmp_path: Path, capsys: pytest.Captu
     assert "no evaluation_results.json" in capsys.readouterr().err
     with pytest.raises(MissingInputError, match="does not exist"):
         gather([tmp_path / "missing"])
+
+
+def test_seeds_of_one_configuration_are_summarised_with_their_spread(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    values = {"0_loss=infonce,seed=1": 0.5, "1_loss=infonce,seed=2": 0.7, "2_loss=concept,seed=1": 0.6}
+    for run, mean in values.items():
+        write_results([record(FINETUNED, mean, run.split(",")[0].split("=")[1])], root / run)
+    write_results([record(FINETUNED, 0.9, "concept")], root / "3_loss=concept,seed=2")
+    text = report([root], tmp_path / "out")[".md"].read_text()
+    seeds = text.split("## Mean over seeds")[1]
+    assert "| loss=infonce | ViT-B-32 | infonce | demo | finetuned | full | 2 | 0.6000 | 0.1414 |" in seeds
+    assert "| loss=concept | ViT-B-32 | concept | demo | finetuned | full | 2 | 0.7500 | 0.2121 |" in seeds
+
+
+def test_no_seed_table_without_repeated_seeds(sweep: Path, tmp_path: Path) -> None:
+    assert "Mean over seeds" not in report([sweep], tmp_path / "out")[".md"].read_text()
