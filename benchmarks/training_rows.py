@@ -39,7 +39,7 @@ class TrainingRow:
 ROWS = (
     TrainingRow("tiny-fp32", "tiny", "FashionCLIP-Tiny", "fp32", 64, 96, warmup=5, steps=30),
     TrainingRow(
-        "tiny-fp32-unfused",
+        "tiny-fp32-fused",
         "tiny",
         "FashionCLIP-Tiny",
         "fp32",
@@ -47,7 +47,7 @@ ROWS = (
         96,
         warmup=5,
         steps=30,
-        ours_overrides=("optimizer.fused=false",),
+        ours_overrides=("+optimizer.fused=true",),
     ),
     TrainingRow("tiny-bf16", "tiny", "FashionCLIP-Tiny", "bf16", 64, 96, warmup=1, steps=3),
     TrainingRow("vitb32-fp32", "vitb32", "ViT-B-32", "fp32", 32, 256, warmup=2, steps=6),
