@@ -6,11 +6,11 @@ import functools
 import math
 from pathlib import Path
 
-import lightning as L
 import open_clip
 import pytest
 import safetensors.torch
 import torch
+from lightning_checkpoint import save_lightning
 
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.losses import SigLipLoss
@@ -31,16 +31,6 @@ def assert_same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) 
     own = model.state_dict()
     assert own.keys() == state.keys()
     assert all(torch.equal(own[k], state[k]) for k in own)
-
-
-def save_lightning(module: L.LightningModule, path: Path) -> Path:
-    """A real Lightning checkpoint file, written the way ModelCheckpoint writes one."""
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
 
 
 def test_plain_state_dict_loads(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import open_clip
 import pytest
 import torch
+from lightning_checkpoint import save_lightning
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.export import export_open_clip, plain_state_dict
@@ -47,16 +47,6 @@ def builtin(tmp_path_factory: pytest.TempPathFactory) -> tuple[open_clip.CLIP, P
     path = tmp_path_factory.mktemp("builtin") / "weights.pt"
     torch.save(model.state_dict(), path)
     return model, path
-
-
-def save_lightning(module: L.LightningModule, path: Path) -> Path:
-    """A real Lightning checkpoint file, written the way ModelCheckpoint writes one."""
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
 
 
 @torch.no_grad()

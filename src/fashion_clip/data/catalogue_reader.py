@@ -6,7 +6,6 @@ key, product, category, captions and where it lives, so they read through these 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_image, sample_captions
+from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_sample
 from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.errors import MissingInputError
 
@@ -63,9 +62,7 @@ class ShardCatalogue(torch.utils.data.IterableDataset):
         for sample in pipeline:
             key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
             try:
-                meta = json.loads(sample["json"]) if "json" in sample else {}
-                captions = sample_captions(sample, meta)
-                image = self.transform(decode_image(sample))
+                meta, captions, image = decode_sample(sample, self.transform)
             except Exception as e:  # any decoder error means one bad sample, never a dead evaluation
                 skipped += 1
                 log.warning("skipping corrupt sample %s in %s: %s", key, url, e)

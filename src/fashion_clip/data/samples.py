@@ -43,6 +43,15 @@ def decode_image(sample: dict[str, Any]) -> Image.Image:
     return image.convert("RGB")
 
 
+def decode_sample(
+    sample: dict[str, Any], transform: Callable[[Image.Image], torch.Tensor]
+) -> tuple[dict[str, Any], list[str], torch.Tensor]:
+    """Metadata, captions and transformed image of a raw shard sample; raises on anything unusable, so
+    training and evaluation readers agree on what counts as a corrupt sample."""
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    return meta, sample_captions(sample, meta), transform(decode_image(sample))
+
+
 class DecodeOrSkip:
     """WebDataset stage: decode, transform and pick a caption; tag survivors with how many were skipped."""
 
@@ -56,9 +65,7 @@ class DecodeOrSkip:
         for sample in samples:
             key = sample.get("__key__", "?")
             try:
-                meta = json.loads(sample["json"]) if "json" in sample else {}
-                captions = sample_captions(sample, meta)
-                image = self.transform(decode_image(sample))
+                meta, captions, image = decode_sample(sample, self.transform)
             except Exception as e:  # any decoder error means a bad sample, never a dead run
                 skipped += 1
                 log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
