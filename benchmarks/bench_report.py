@@ -45,10 +45,11 @@ def training_table(rows: Sequence[dict[str, Any]]) -> str:
     """Training throughput, ours against open_clip_train, same settings per row; rows that change our
     trainer's settings are listed under the table."""
     header = ["row", "model", "precision", "batch", "timed steps (+warm-up)", "workers", "ours samples/s"]
-    header += ["open_clip_train samples/s", "ratio ours/open_clip_train", "load avg (1 min)"]
+    header += ["open_clip_train samples/s", "ratio ours/open_clip_train", "ours warm-up s"]
+    header += ["load avg (1 min)"]
     lines = [
         [r["row"], r["model"], r["precision"], r["batch"], f"{r['steps']} (+{r['warmup']})", r["workers"]]
-        + [cell(r["ours"]), cell(r["open_clip_train"]), r["ratio"], load_range(r)]
+        + [cell(r["ours"]), cell(r["open_clip_train"]), r["ratio"], r["ours"].get("warmup_s"), load_range(r)]
         for r in rows
     ]
     notes = [

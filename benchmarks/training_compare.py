@@ -17,7 +17,8 @@ TRAINERS = ("open_clip_train", "ours")
 
 
 def timed_rate(step_seconds: Sequence[float], row: TrainingRow) -> dict[str, float]:
-    """Samples/s over the row's timed steps (those after the warm-up) and their median step time."""
+    """Samples/s over the row's timed steps (those after the warm-up), their median step time, and the
+    warm-up's seconds (where a compiled model pays its compilation)."""
     if len(step_seconds) < row.total_steps:
         raise RuntimeError(
             f"only {len(step_seconds)} of the {row.total_steps} steps of row {row.name} were timed"
@@ -26,6 +27,7 @@ def timed_rate(step_seconds: Sequence[float], row: TrainingRow) -> dict[str, flo
     return {
         "samples_per_s": row.steps * row.batch_size / sum(timed),
         "median_step_s": statistics.median(timed),
+        "warmup_s": sum(step_seconds[: row.warmup]),
     }
 
 

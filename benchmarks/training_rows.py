@@ -36,6 +36,8 @@ class TrainingRow:
         return math.ceil(self.total_steps / max(1, workers)) * max(1, workers) * self.batch_size
 
 
+# torch.compile of both towers (inductor); the compilation falls in the first, untimed warm-up step
+COMPILE = "model.compile=true"
 ROWS = (
     TrainingRow("tiny-fp32", "tiny", "FashionCLIP-Tiny", "fp32", 64, 96, warmup=5, steps=30),
     TrainingRow(
@@ -49,8 +51,30 @@ ROWS = (
         steps=30,
         ours_overrides=("+optimizer.fused=true",),
     ),
+    TrainingRow(
+        "tiny-fp32-compile",
+        "tiny",
+        "FashionCLIP-Tiny",
+        "fp32",
+        64,
+        96,
+        warmup=5,
+        steps=30,
+        ours_overrides=(COMPILE,),
+    ),
     TrainingRow("tiny-bf16", "tiny", "FashionCLIP-Tiny", "bf16", 64, 96, warmup=1, steps=3),
     TrainingRow("vitb32-fp32", "vitb32", "ViT-B-32", "fp32", 32, 256, warmup=2, steps=6),
+    TrainingRow(
+        "vitb32-fp32-compile",
+        "vitb32",
+        "ViT-B-32",
+        "fp32",
+        32,
+        256,
+        warmup=2,
+        steps=6,
+        ours_overrides=(COMPILE,),
+    ),
     TrainingRow("vitb32-bf16", "vitb32", "ViT-B-32", "bf16", 32, 256, warmup=1, steps=2),
     TrainingRow("vitb16-fp16", "vitb16", "ViT-B-16", "fp16", 128, 256, warmup=10, steps=50, device="cuda"),
     TrainingRow(

@@ -87,7 +87,7 @@ def test_open_clip_train_log_gives_each_step_seconds() -> None:
 def test_timed_rate_skips_warmup_and_needs_every_step() -> None:
     row = replace(SMOKE_ROW, batch_size=10, warmup=2, steps=3)
     rate = timed_rate([100.0, 50.0, 1.0, 2.0, 2.0, 99.0], row)
-    assert rate == {"samples_per_s": pytest.approx(30 / 5.0), "median_step_s": 2.0}
+    assert rate == {"samples_per_s": pytest.approx(30 / 5.0), "median_step_s": 2.0, "warmup_s": 150.0}
     with pytest.raises(RuntimeError, match="only 4 of the 5 steps"):
         timed_rate([1.0] * 4, row)
 
@@ -125,14 +125,30 @@ def test_both_trainers_get_the_same_settings(tmp_path: Path) -> None:
     for override in ("model=vitb32", "data.batch_size=32", "data.num_workers=2", "trainer.precision=32-true"):
         assert override in ours
     assert f"data.train={shards}" in ours and "trainer.max_steps=3" in ours
-    fused = next(r for r in ROWS if r.ours_overrides)
-    assert ours_command(fused, shards, 2, tmp_path)[-len(fused.ours_overrides) :] == list(
-        fused.ours_overrides
-    )
+    for variant in (r for r in ROWS if r.ours_overrides):
+        assert ours_command(variant, shards, 2, tmp_path)[-len(variant.ours_overrides) :] == list(
+            variant.ours_overrides
+        )
     siglip = next(r for r in ROWS if r.loss == "siglip")
     assert "--siglip" in openclip_command(Path("py"), siglip, shards, 2) and "loss=siglip" in ours_command(
         siglip, shards, 2, tmp_path
     )
+
+
+def test_speed_up_rows_change_only_what_they_name(compose_train) -> None:
+    plain = {row.name: compose_train(f"model={row.preset}") for row in ROWS if not row.ours_overrides}
+    variants = [row for row in ROWS if row.ours_overrides]
+    assert {"tiny-fp32-fused", "tiny-fp32-compile", "vitb32-fp32-compile"} <= {row.name for row in variants}
+    for row in variants:
+        base = next(name for name, cfg in plain.items() if cfg.model.name == row.model)
+        cfg = compose_train(f"model={row.preset}", *row.ours_overrides)
+        changed = {
+            f"{group}.{key}"
+            for group in ("model", "optimizer")
+            for key in set(cfg[group]) | set(plain[base][group])
+            if cfg[group].get(key) != plain[base][group].get(key)
+        }
+        assert changed == {override.lstrip("+").split("=")[0] for override in row.ours_overrides}
 
 
 def test_flop_count_matches_a_linear_layer_by_hand() -> None:
