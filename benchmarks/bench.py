@@ -26,6 +26,7 @@ from machine import load_average, machine, versions
 from mfu import matmul_peak_gflops, mfu
 from model_step import measure_model_step
 from pipeline_rate import pipeline_samples_per_s
+from speedup_ab import interleaved_speedup
 from tqdm.auto import tqdm
 from training_compare import compare_row, not_run_row
 from training_rows import ROWS, SMOKE_ROW, TrainingRow, skip_reason, with_steps
@@ -55,6 +56,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=2, help="runs per trainer and row, alternating order; the best counts"
     )
+    parser.add_argument(
+        "--speedup-rounds",
+        type=int,
+        default=10,
+        help="interleaved step pairs per speed-up row (our default vs the row's overrides, one process)",
+    )
     parser.add_argument("--pipeline-workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--eval-sizes", type=int, nargs="+", default=[1000, 4000, 16000, 32000])
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the matmul measuring the peak")
@@ -64,7 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/fashion-clip-bench"), help="shards cache")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.workers, args.repeats, args.pipeline_workers = 1, 1, [1]
+        args.workers, args.repeats, args.pipeline_workers, args.speedup_rounds = 1, 1, [1], 2
         args.eval_sizes, args.matmul_size = [256], 512
     if args.openclip_python is None and not args.smoke and OPENCLIP_VENV_PYTHON.is_file():
         args.openclip_python = OPENCLIP_VENV_PYTHON
@@ -158,6 +165,15 @@ def pipeline_section(
     return results, steps
 
 
+def speedup_section(args: argparse.Namespace, rows: list[TrainingRow]) -> list[dict[str, Any]]:
+    """Every row that changes our settings, against our default with steps interleaved in one process."""
+    sped_up = [row for row in rows if row.ours_overrides]
+    return [
+        interleaved_speedup(row, warmup=2, rounds=args.speedup_rounds)
+        for row in tqdm(sped_up, desc="speed-ups, interleaved")
+    ]
+
+
 def emulated(precision: str, device: str, native_bf16: bool) -> bool:
     """bf16 on a CPU without bf16 instructions runs a software path: no hardware peak to divide by."""
     return precision == "bf16" and device == "cpu" and not native_bf16
@@ -226,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     training = training_section(args, plan)
     ran = [row for row, reason in plan if reason is None]
     pipeline, steps = pipeline_section(args, ran)
-    results = {"meta": meta, "training": training, "pipeline": pipeline}
+    results = {"meta": meta, "training": training, "speedups": speedup_section(args, ran)}
+    results["pipeline"] = pipeline
     results["mfu"] = mfu_section(args, ran, training, steps, facts["native_bf16"])
     results["eval"] = eval_section(args)
     meta["load_avg_end"] = load_average()

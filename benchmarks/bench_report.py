@@ -101,6 +101,21 @@ def mfu_table(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def speedup_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Each speed-up against our default, interleaved step by step in one process."""
+    header = ["row", "model", "precision", "batch", "overrides", "rounds", "default step s"]
+    header += ["sped-up step s", "speed-up (median of rounds)", "per-round range"]
+    return table(
+        header,
+        [
+            [r["row"], r["model"], r["precision"], r["batch"], f"`{' '.join(r['overrides'])}`", r["rounds"]]
+            + [r["default_step_s"], r["sped_up_step_s"], r["speedup"]]
+            + [f"{fmt(r['speedup_min'])}-{fmt(r['speedup_max'])}"]
+            for r in rows
+        ],
+    )
+
+
 def eval_table(rows: Sequence[dict[str, Any]]) -> str:
     """Full-protocol evaluation time and memory per gallery size."""
     header = ["gallery", "device", "seconds", "peak RSS MiB", "peak above features MiB"]
@@ -133,6 +148,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- extra overrides on our side: `{' '.join(meta['ours_overrides'])}`")
     sections = [
         ("Training throughput", training_table(results["training"])),
+        ("Our speed-ups, interleaved in one process", speedup_table(results["speedups"])),
         ("Data pipeline alone", pipeline_table(results["pipeline"])),
         ("MFU", mfu_table(results["mfu"])),
         ("Evaluation scaling (full protocol)", eval_table(results["eval"])),

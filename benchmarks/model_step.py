@@ -1,21 +1,26 @@
 """A training step of the model alone (batch already in memory): its FLOPs and its speed, in-process.
 
-Set against the data pipeline's rate, it says whether training waits for data.
+Set against the data pipeline's rate, it says whether training waits for data. The model, loss and
+optimizer come from our Hydra config, built as `python -m fashion_clip.train` builds them, so a row's
+overrides (compile, fused AdamW) change this step exactly as they change the trainer.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from finetune_controls import CAPTION
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from mfu import DTYPES, counted_flops, synchronize
+from omegaconf import DictConfig
 from training_rows import TrainingRow
 
-from fashion_clip.losses import InfoNCELoss, SigLipLoss
+from fashion_clip.config import CONFIG_DIR
 from fashion_clip.models.clip_module import ensure_logit_params
-from fashion_clip.models.factory import create_clip
 from fashion_clip.optim.param_groups import param_groups
 
 
@@ -25,11 +30,22 @@ def image_side(model: torch.nn.Module) -> int:
     return size[0] if isinstance(size, tuple | list) else size
 
 
-def measure_model_step(row: TrainingRow, steps: int) -> dict[str, Any]:
-    """FLOPs per sample of one counted step (it also warms up), then seconds per step over `steps` more."""
+def row_config(row: TrainingRow, overrides: Sequence[str] = ()) -> DictConfig:
+    """Our training config for the row (random init), with extra command-line overrides."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[f"model={row.preset}", "model.pretrained=null", f"loss={row.loss}", *overrides],
+        )
+
+
+def build_step(row: TrainingRow, overrides: Sequence[str] = ()) -> tuple[Callable[[], None], int]:
+    """One optimizer step on a fixed random batch under the row's autocast, as Lightning's mixed precision
+    runs it, and the model's image side."""
+    cfg = row_config(row, overrides)
     torch.manual_seed(0)
-    clip = create_clip(row.model)
-    loss = SigLipLoss() if row.loss == "siglip" else InfoNCELoss()
+    clip = instantiate(cfg.model)
+    loss = instantiate(cfg.loss)
     ensure_logit_params(clip.model, loss)
     model = clip.model.to(row.device).train()
     side = image_side(model)
@@ -37,10 +53,9 @@ def measure_model_step(row: TrainingRow, steps: int) -> dict[str, Any]:
         torch.randn(row.batch_size, 3, side, side, device=row.device),
         clip.tokenizer([CAPTION] * row.batch_size).to(row.device),
     )
-    optimizer = torch.optim.AdamW(param_groups(model.named_parameters()), lr=5e-5, weight_decay=0.1)
+    optimizer = instantiate(cfg.optimizer)(param_groups(model.named_parameters()))
 
     def step() -> None:
-        """One optimizer step under the row's autocast, as Lightning's mixed precision runs it."""
         enabled = row.precision != "fp32"
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(row.device, dtype=DTYPES[row.precision], enabled=enabled):
@@ -50,13 +65,23 @@ def measure_model_step(row: TrainingRow, steps: int) -> dict[str, Any]:
         value.backward()
         optimizer.step()
 
-    flops = counted_flops(step)
-    synchronize(row.device)
+    return step, side
+
+
+def timed_step(step: Callable[[], None], device: str) -> float:
+    """Seconds one call of `step` takes, queued GPU work included."""
+    synchronize(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(row.device)
-    seconds = (time.perf_counter() - start) / steps
+    step()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def measure_model_step(row: TrainingRow, steps: int) -> dict[str, Any]:
+    """FLOPs per sample of one counted step (it also warms up), then seconds per step over `steps` more."""
+    step, side = build_step(row)
+    flops = counted_flops(step)
+    seconds = sum(timed_step(step, row.device) for _ in range(steps)) / steps
     return {
         "flops_per_sample": flops / row.batch_size,
         "step_s": seconds,

@@ -45,7 +45,7 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 
 def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> None:
     results, _ = smoke_results
-    assert set(results) == {"meta", "training", "pipeline", "mfu", "eval"}
+    assert set(results) == {"meta", "training", "speedups", "pipeline", "mfu", "eval"}
     meta = results["meta"]
     assert {"date", "command", "machine", "load_avg_start", "load_avg_end", "versions"} <= set(meta)
     assert meta["versions"]["ours"]["torch"] == torch.__version__.split("+")[0]
@@ -55,6 +55,10 @@ def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> No
     assert row["ours"]["samples_per_s"] > 0 and len(row["ours"]["runs"]) == 1
     assert row["open_clip_train"]["samples_per_s"] is None and row["ratio"] is None
     assert row["open_clip_train"]["note"].startswith("not run: ")
+    (speedup,) = results["speedups"]
+    assert speedup["row"] == SMOKE_ROW.name and speedup["overrides"] == list(SMOKE_ROW.ours_overrides)
+    assert speedup["rounds"] == 2 and speedup["speedup_min"] <= speedup["speedup"] <= speedup["speedup_max"]
+    assert speedup["default_step_s"] > 0 and speedup["sped_up_step_s"] > 0
     (pipeline,) = results["pipeline"]
     assert pipeline["workers"] == 1 and pipeline["image_px"] == 64
     assert pipeline["headroom"] == pytest.approx(
@@ -70,7 +74,13 @@ def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> No
 
 def test_smoke_markdown_tables_are_whole(smoke_results: tuple[dict, str]) -> None:
     _, text = smoke_results
-    for title, rows in (("Training throughput", 1), ("Data pipeline alone", 1), ("MFU", 1)):
+    sections = (
+        "Training throughput",
+        "Our speed-ups, interleaved in one process",
+        "Data pipeline alone",
+        "MFU",
+    )
+    for title, rows in ((title, 1) for title in sections):
         section = text.split(f"## {title}\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
         assert len(section) == 2 + rows
         assert len({line.count("|") for line in section}) == 1
@@ -138,7 +148,9 @@ def test_both_trainers_get_the_same_settings(tmp_path: Path) -> None:
 def test_speed_up_rows_change_only_what_they_name(compose_train) -> None:
     plain = {row.name: compose_train(f"model={row.preset}") for row in ROWS if not row.ours_overrides}
     variants = [row for row in ROWS if row.ours_overrides]
-    assert {"tiny-fp32-fused", "tiny-fp32-compile", "vitb32-fp32-compile"} <= {row.name for row in variants}
+    assert {"tiny-fp32-fused", "tiny-fp32-compile", "tiny-fp32-fast", "vitb32-fp32-fast"} <= {
+        row.name for row in variants
+    }
     for row in variants:
         base = next(name for name, cfg in plain.items() if cfg.model.name == row.model)
         cfg = compose_train(f"model={row.preset}", *row.ours_overrides)
