@@ -1,5 +1,6 @@
-"""`make bench`: training throughput side by side with open_clip_train, the data pipeline alone, MFU and
-evaluation scaling, written to outputs/bench/<date>/results.{json,md} and printed.
+"""`make bench`: training throughput side by side with open_clip_train, our speed-ups against our own
+defaults (steps interleaved in one process), the data pipeline alone, MFU and evaluation scaling, written
+to outputs/bench/<date>/results.{json,md} and printed.
 
 Run: .venv/bin/python benchmarks/bench.py [--openclip-python .venv-openclip/bin/python] [--rows ...]
 Each training row runs open_clip_train (from its own virtualenv: it needs webdataset<=0.2.86) and then
@@ -26,7 +27,7 @@ from machine import load_average, machine, versions
 from mfu import matmul_peak_gflops, mfu
 from model_step import measure_model_step
 from pipeline_rate import pipeline_samples_per_s
-from speedup_ab import interleaved_speedup
+from speedup_ab import speedup_row
 from tqdm.auto import tqdm
 from training_compare import compare_row, not_run_row
 from training_rows import ROWS, SMOKE_ROW, TrainingRow, skip_reason, with_steps
@@ -169,7 +170,7 @@ def speedup_section(args: argparse.Namespace, rows: list[TrainingRow]) -> list[d
     """Every row that changes our settings, against our default with steps interleaved in one process."""
     sped_up = [row for row in rows if row.ours_overrides]
     return [
-        interleaved_speedup(row, warmup=2, rounds=args.speedup_rounds)
+        speedup_row(row, warmup=2, rounds=args.speedup_rounds)
         for row in tqdm(sped_up, desc="speed-ups, interleaved")
     ]
 

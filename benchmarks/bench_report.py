@@ -129,7 +129,7 @@ def eval_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The whole report: what ran where, then the four tables."""
+    """The whole report: what ran where, then a table per section."""
     meta = results["meta"]
     machine = meta["machine"]
     lines = [

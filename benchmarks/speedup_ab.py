@@ -3,15 +3,22 @@
 Whole runs minutes apart drift by 10-25% on a shared machine, more than the speed-ups under test. Here
 the default and the sped-up model take turns on the same batch, one step each, alternating which goes
 first, so drift hits both alike and the median of the per-round ratios is the speed-up's own size.
+Each row runs in a fresh process (`python speedup_ab.py ROW WARMUP ROUNDS` prints its JSON): dynamo
+shares compiled code between models of one process, and a second model's other shapes would recompile it
+with dynamic shapes, slower than either model's own kernels.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from model_step import build_step, timed_step
-from training_rows import TrainingRow
+from training_rows import ROWS, SMOKE_ROW, TrainingRow
 
 
 def interleaved_speedup(row: TrainingRow, warmup: int, rounds: int) -> dict[str, Any]:
@@ -45,3 +52,18 @@ def interleaved_speedup(row: TrainingRow, warmup: int, rounds: int) -> dict[str,
         "speedup_min": min(ratios),
         "speedup_max": max(ratios),
     }
+
+
+def speedup_row(row: TrainingRow, warmup: int, rounds: int) -> dict[str, Any]:
+    """interleaved_speedup of the row in a fresh process, so no other model's compiled code is in the way."""
+    command = [sys.executable, str(Path(__file__).resolve()), row.name, str(warmup), str(rounds)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"speed-up row {row.name} failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    name, warmup_rounds, timed_rounds = sys.argv[1:4]
+    (chosen,) = [row for row in (*ROWS, SMOKE_ROW) if row.name == name]
+    print(json.dumps(interleaved_speedup(chosen, int(warmup_rounds), int(timed_rounds))))
