@@ -3,11 +3,11 @@ gallery size so each peak memory is that size's own."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from fresh_process import json_from_fresh_process
 
 EVAL_SCALING = Path(__file__).resolve().with_name("eval_scaling.py")
 
@@ -16,5 +16,4 @@ def eval_row(gallery: int, device: str, dim: int = 512, chunk: int = 1024) -> di
     """Seconds and peak memory of the full protocol on `gallery` random products (eval_scaling --one)."""
     command = [sys.executable, str(EVAL_SCALING), "--one", str(gallery), "--dim", str(dim)]
     command += ["--chunk", str(chunk), "--device", device]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_fresh_process(command)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from fresh_process import json_from_fresh_process
 from peak_memory import peak_rss_mib
 
 from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
@@ -77,7 +77,7 @@ def main() -> None:
     for n in args.sizes:
         command = [sys.executable, __file__, "--one", str(n), "--dim", str(args.dim)]
         command += ["--chunk", str(args.chunk), "--device", args.device]
-        rows.append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout))
+        rows.append(json_from_fresh_process(command))
         print(rows[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "eval_scaling.json").write_text(json.dumps(rows, indent=2))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fresh_process import json_from_fresh_process
 from peak_memory import peak_rss_mib
 from rich.console import Console
 from rich.table import Table
@@ -83,8 +83,7 @@ def run_isolated(config: str, args: argparse.Namespace) -> dict[str, Any]:
     """Measure one configuration in a fresh interpreter, so its peak RSS is its own."""
     options = ["--batch", str(args.batch), "--steps", str(args.steps), "--threads", str(args.threads)]
     command = [sys.executable, __file__, "--worker", config, *options]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_fresh_process(command)
 
 
 def write_results(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path) -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from fresh_process import json_from_fresh_process
 from model_step import build_step, timed_step
 from training_rows import ROWS, SMOKE_ROW, TrainingRow
 
@@ -57,10 +57,7 @@ def interleaved_speedup(row: TrainingRow, warmup: int, rounds: int) -> dict[str,
 def speedup_row(row: TrainingRow, warmup: int, rounds: int) -> dict[str, Any]:
     """interleaved_speedup of the row in a fresh process, so no other model's compiled code is in the way."""
     command = [sys.executable, str(Path(__file__).resolve()), row.name, str(warmup), str(rounds)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"speed-up row {row.name} failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_fresh_process(command)
 
 
 if __name__ == "__main__":
