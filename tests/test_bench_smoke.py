@@ -72,6 +72,13 @@ def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> No
     assert [r["gallery"] for r in results["eval"]] == [256]
 
 
+def test_smoke_run_keeps_no_checkpoint(smoke_results: tuple[dict, str], tmp_path_factory) -> None:
+    """Benchmark runs train models but must not leave their weights behind (GBs per ViT-B/32 row)."""
+    bench_root = tmp_path_factory.getbasetemp()
+    assert list(bench_root.glob("bench*/out/runs/*/ours-*/stdout.log"))
+    assert not list(bench_root.glob("bench*/**/*.ckpt"))
+
+
 def test_smoke_markdown_tables_are_whole(smoke_results: tuple[dict, str]) -> None:
     _, text = smoke_results
     sections = (
