@@ -114,6 +114,24 @@ def test_gradients_equal_the_big_batch_not_independent_micro_batches(tiny, batch
 
 
 @pytest.mark.parametrize(
+    "loss", [InfoNCELoss(positives="product", same_caption_positive=True), SigLipLoss(positives="product")]
+)
+def test_product_positives_accumulate_to_the_big_batch(tiny, batch, loss) -> None:
+    """Product ids and caption keys of the whole batch reach every micro-step's loss."""
+    keyed = {
+        **batch,
+        "product": torch.tensor([0, 5, 0, 1, 5, 2, 3, 0]),
+        "caption_key": torch.arange(BATCH) % 6,
+    }
+    _, big = fit_one_step(tiny, loss, [keyed])
+    _, pairs = fit_one_step(tiny, type(loss)(), [keyed])
+    _, accumulated = fit_one_step(tiny, loss, [keyed], accumulate=4)
+    assert mismatched(accumulated.gradients, big.gradients) == []
+    assert accumulated.loss == pytest.approx(big.loss, rel=1e-5)
+    assert pairs.loss != pytest.approx(big.loss, rel=1e-3)
+
+
+@pytest.mark.parametrize(
     "trainer_options",
     [None, {"plugins": [MixedPrecision("16-mixed", "cpu", scaler=FP16_LOSS_SCALER)]}],
     ids=["fp32", "fp16-loss-scaler"],

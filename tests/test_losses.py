@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fashion_clip.errors import ConfigError
 from fashion_clip.losses import ContrastiveLoss, InfoNCELoss, SigLipLoss
 
 GLOBAL_BATCH = 8
@@ -43,6 +44,52 @@ def siglip_reference(
             z = 1.0 if i == j else -1.0
             total = total - F.logsigmoid(z * (scale * torch.dot(img[i], txt[j]) + bias))
     return total / n
+
+
+def multi_positive_infonce_reference(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, positive: list[list[bool]]
+) -> torch.Tensor:
+    """Each row's and column's -log softmax averaged over its positives, summed over both directions."""
+    n = img.shape[0]
+    total = img.new_zeros(())
+    for i in range(n):
+        row = torch.stack([scale * torch.dot(img[i], txt[j]) for j in range(n)])
+        col = torch.stack([scale * torch.dot(txt[i], img[j]) for j in range(n)])
+        row_pos = [j for j in range(n) if positive[i][j]]
+        col_pos = [j for j in range(n) if positive[j][i]]
+        total = total - sum(row[j] - torch.logsumexp(row, 0) for j in row_pos) / len(row_pos)
+        total = total - sum(col[j] - torch.logsumexp(col, 0) for j in col_pos) / len(col_pos)
+    return total / (2 * n)
+
+
+def multi_positive_siglip_reference(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, positive: list[list[bool]]
+) -> torch.Tensor:
+    """Negative log-sigmoid over every pair, label +1 where the pair is positive, divided by batch."""
+    n = img.shape[0]
+    total = img.new_zeros(())
+    for i in range(n):
+        for j in range(n):
+            z = 1.0 if positive[i][j] else -1.0
+            total = total - F.logsigmoid(z * (scale * torch.dot(img[i], txt[j]) + bias))
+    return total / n
+
+
+PRODUCTS = [3, 7, 3, 5, 9, 7]
+CAPTIONS = [21, 22, 21, 23, 22, 24]  # rows 1 and 4: different products, identical caption text
+
+
+def positives_of(products: list[int], captions: list[int] | None, pairs: bool = False) -> list[list[bool]]:
+    """Brute-force positive relation: same product (or same row for pairs), or identical caption."""
+    n = len(products)
+    return [
+        [
+            (i == j if pairs else products[i] == products[j])
+            or (captions is not None and captions[i] == captions[j])
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
 
 
 def random_inputs(seed: int, n: int = 6, dim: int = 5) -> tuple[torch.Tensor, ...]:
@@ -77,6 +124,82 @@ def test_siglip_matches_reference_values_and_gradients(seed: int) -> None:
     expected = siglip_reference(img, txt, scale, bias)
     assert_all_close((loss,), (expected,))
     assert_all_close(torch.autograd.grad(loss, inputs), torch.autograd.grad(expected, inputs))
+
+
+MULTI_POSITIVE_CASES = [
+    ({"positives": "product"}, positives_of(PRODUCTS, None)),
+    ({"positives": "product", "same_caption_positive": True}, positives_of(PRODUCTS, CAPTIONS)),
+    ({"positives": "pair", "same_caption_positive": True}, positives_of(PRODUCTS, CAPTIONS, pairs=True)),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("options", "positive"), MULTI_POSITIVE_CASES)
+@pytest.mark.parametrize("local_loss", [False, True])
+def test_multi_positive_infonce_matches_reference(seed, options, positive, local_loss) -> None:
+    img, txt, scale, _ = random_inputs(seed)
+    inputs = (img, txt, scale)
+    loss_fn = InfoNCELoss(local_loss=local_loss, **options)
+    loss = loss_fn(img, txt, scale, product=torch.tensor(PRODUCTS), caption=torch.tensor(CAPTIONS))
+    expected = multi_positive_infonce_reference(img, txt, scale, positive)
+    assert_all_close((loss,), (expected,))
+    assert_all_close(torch.autograd.grad(loss, inputs), torch.autograd.grad(expected, inputs))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("options", "positive"), MULTI_POSITIVE_CASES)
+def test_multi_positive_siglip_matches_reference(seed, options, positive) -> None:
+    img, txt, scale, bias = random_inputs(seed)
+    inputs = (img, txt, scale, bias)
+    loss_fn = SigLipLoss(**options)
+    loss = loss_fn(img, txt, scale, bias, product=torch.tensor(PRODUCTS), caption=torch.tensor(CAPTIONS))
+    expected = multi_positive_siglip_reference(img, txt, scale, bias, positive)
+    assert_all_close((loss,), (expected,))
+    assert_all_close(torch.autograd.grad(loss, inputs), torch.autograd.grad(expected, inputs))
+
+
+@pytest.mark.parametrize("loss_cls", [InfoNCELoss, SigLipLoss])
+def test_product_positives_with_distinct_products_equal_open_clip_pairs(loss_cls) -> None:
+    img, txt, scale, bias = random_inputs(5)
+    distinct = torch.arange(len(img)) * 11
+    pairs = loss_cls()(img, txt, scale, bias)
+    products = loss_cls(positives="product")(img, txt, scale, bias, product=distinct)
+    assert_all_close((products,), (pairs,))
+
+
+def test_same_product_pairs_are_no_longer_pushed_apart() -> None:
+    """Two views of one product matching each other's caption lower the product loss, not the pair loss."""
+    img, txt, scale, _ = random_inputs(6)
+    products = torch.tensor([0, 0, 1, 2, 3, 4])
+    swapped = txt.detach().clone()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    pair, product = InfoNCELoss(), InfoNCELoss(positives="product")
+    assert pair(img, swapped, scale) > pair(img, txt, scale)
+    torch.testing.assert_close(
+        product(img, swapped, scale, product=products), product(img, txt, scale, product=products)
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"positives": "category"}, "loss.positives='category'"),
+        ({"same_caption_positive": "yes"}, "same_caption"),
+    ],
+)
+def test_unknown_positive_options_name_the_key(options, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        InfoNCELoss(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"positives": "product"}, "product ids"), ({"same_caption_positive": True}, "caption keys")],
+)
+def test_multi_positive_without_batch_keys_is_a_clear_error(options, message) -> None:
+    img, txt, scale, bias = random_inputs(7)
+    with pytest.raises(ValueError, match=message):
+        SigLipLoss(**options)(img, txt, scale, bias)
 
 
 def test_infonce_ignores_logit_bias() -> None:
@@ -130,37 +253,65 @@ class TinyDualEncoder(nn.Module):
         return image_features, text_features, self.logit_scale.exp(), self.logit_bias
 
 
+GLOBAL_PRODUCTS = torch.tensor([4, 1, 4, 2, 1, 3, 4, 5])  # repeats within and across the two ranks
+GLOBAL_CAPTIONS = torch.tensor([40, 10, 40, 20, 10, 30, 40, 20])  # rows 3 and 7: two products, one caption
+
+
 def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(99)
     return torch.randn(GLOBAL_BATCH, 12, generator=g), torch.randn(GLOBAL_BATCH, 10, generator=g)
 
 
 def loss_and_grads(
-    model: nn.Module, loss_fn: ContrastiveLoss, images: torch.Tensor, texts: torch.Tensor
+    model: nn.Module,
+    loss_fn: ContrastiveLoss,
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    **keys: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    loss = loss_fn(*model(images, texts))
+    loss = loss_fn(*model(images, texts), **keys)
     loss.backward()
     module = model.module if isinstance(model, DistributedDataParallel) else model
     return loss.detach(), {name: p.grad.clone() for name, p in module.named_parameters()}
 
 
-def ddp_worker(rank: int, port: int, loss_cls: type[ContrastiveLoss], out_dir: str) -> None:
+def ddp_worker(rank: int, port: int, loss_cls: type[ContrastiveLoss], options: dict, out_dir: str) -> None:
     torch.set_num_threads(1)
-    loss_fn = loss_cls()  # built before the process group exists, as Hydra does
+    loss_fn = loss_cls(**options)  # built before the process group exists, as Hydra does
     with gloo_group(rank, WORLD_SIZE, port):
         model = DistributedDataParallel(TinyDualEncoder(loss_cls.uses_logit_bias))
         images, texts = (t.chunk(WORLD_SIZE)[rank] for t in global_batch())
-        loss, grads = loss_and_grads(model, loss_fn, images, texts)
+        keys = {
+            "product": GLOBAL_PRODUCTS.chunk(WORLD_SIZE)[rank],
+            "caption": GLOBAL_CAPTIONS.chunk(WORLD_SIZE)[rank],
+        }
+        loss, grads = loss_and_grads(model, loss_fn, images, texts, **keys)
         dist.all_reduce(loss)
         torch.save({"loss": loss / WORLD_SIZE, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("loss_cls", [InfoNCELoss, SigLipLoss])
-def test_ddp_loss_and_gradients_match_single_process(loss_cls: type[ContrastiveLoss], tmp_path: Path) -> None:
-    mp.spawn(ddp_worker, args=(free_port(), loss_cls, str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+@pytest.mark.parametrize(
+    ("loss_cls", "options"),
+    [
+        (InfoNCELoss, {}),
+        (SigLipLoss, {}),
+        (InfoNCELoss, {"positives": "product"}),
+        (InfoNCELoss, {"positives": "product", "local_loss": True, "same_caption_positive": True}),
+        (SigLipLoss, {"positives": "product"}),
+        (SigLipLoss, {"positives": "pair", "same_caption_positive": True}),
+    ],
+)
+def test_ddp_loss_and_gradients_match_single_process(
+    loss_cls: type[ContrastiveLoss], options: dict, tmp_path: Path
+) -> None:
+    mp.spawn(ddp_worker, args=(free_port(), loss_cls, options, str(tmp_path)), nprocs=WORLD_SIZE, join=True)
 
     expected_loss, expected_grads = loss_and_grads(
-        TinyDualEncoder(loss_cls.uses_logit_bias), loss_cls(), *global_batch()
+        TinyDualEncoder(loss_cls.uses_logit_bias),
+        loss_cls(**options),
+        *global_batch(),
+        product=GLOBAL_PRODUCTS,
+        caption=GLOBAL_CAPTIONS,
     )
     for rank in range(WORLD_SIZE):
         result = torch.load(tmp_path / f"rank{rank}.pt")

@@ -23,6 +23,11 @@ def product_key(product_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(product_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
+def caption_key(caption: str) -> int:
+    """Stable int64 for a caption's text (whitespace folded), so losses can tell identical captions."""
+    return product_key(" ".join(caption.split()))
+
+
 def sample_captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     """All captions of a sample: the metadata's list when present, else the `.txt` member."""
     captions = [c for c in meta.get("captions", []) if isinstance(c, str) and c.strip()]
@@ -85,12 +90,14 @@ class CollateWithTokenizer:
         self.tokenizer = tokenizer
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        """Tensors for the model plus the chosen captions as strings, which concept losses match against."""
+        """Tensors for the model plus the chosen captions as strings, which concept losses match against,
+        and as int64 keys, which product-aware losses compare across ranks."""
         captions = [s["caption"] for s in samples]
         return {
             "image": torch.stack([s["image"] for s in samples]),
             "text": self.tokenizer(captions),
             "caption": captions,
+            "caption_key": torch.tensor([caption_key(c) for c in captions], dtype=torch.int64),
             "product": torch.tensor([s["product"] for s in samples], dtype=torch.int64),
             "skipped": torch.tensor(sum(s["skipped"] for s in samples), dtype=torch.int64),
         }

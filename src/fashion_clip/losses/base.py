@@ -1,4 +1,9 @@
-"""Shared plumbing for the open_clip loss wrappers, so each wrapper only says which loss it builds."""
+"""Shared plumbing for the contrastive losses, so each loss only says how it scores a batch.
+
+With CLIP's one positive per row (`positives=pair`) the loss is open_clip's own, built per (rank, world
+size). With several positives per row (`positives=product`, or `same_caption_positive`) the loss gathers
+features and ids across ranks and scores them against a positive mask (losses/positives.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import ClassVar
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from fashion_clip.losses.positives import check_positives
 
 
 def rank_and_world_size() -> tuple[int, int]:
@@ -22,15 +29,41 @@ class ContrastiveLoss(nn.Module, ABC):
 
     uses_logit_bias: ClassVar[bool]
 
-    def __init__(self, init_logit_scale: float | None = None, init_logit_bias: float | None = None) -> None:
+    def __init__(
+        self,
+        init_logit_scale: float | None = None,
+        init_logit_bias: float | None = None,
+        positives: str = "pair",
+        same_caption_positive: bool = False,
+    ) -> None:
         super().__init__()
+        check_positives(positives, same_caption_positive)
         self.init_logit_scale = init_logit_scale
         self.init_logit_bias = init_logit_bias
+        self.positives = positives
+        self.same_caption_positive = same_caption_positive
         self._open_clip_losses: dict[tuple[int, int], nn.Module] = {}
 
     @abstractmethod
     def _build(self, rank: int, world_size: int) -> nn.Module:
         """Subclasses choose the open_clip loss and its options; the base only handles the topology."""
+
+    @abstractmethod
+    def _multi_positive(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        logit_bias: torch.Tensor | None,
+        keys: tuple[torch.Tensor, torch.Tensor | None],
+        world_size: int,
+    ) -> torch.Tensor:
+        """The loss with a positive mask; `keys` are this rank's (positive ids, caption keys or None)."""
+
+    @property
+    def multi_positive(self) -> bool:
+        """Whether a row can have more than its own pair as positive (else open_clip's loss runs as is)."""
+        return self.positives != "pair" or self.same_caption_positive
 
     def open_clip_loss(self, distributed: bool = True) -> nn.Module:
         """The open_clip loss for the current process group (or this rank alone), built on first use."""
@@ -39,6 +72,23 @@ class ContrastiveLoss(nn.Module, ABC):
             self._open_clip_losses[key] = self._build(*key)
         return self._open_clip_losses[key]
 
+    def _keys(
+        self, batch_size: int, rank: int, product: torch.Tensor | None, caption: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's positive ids (product ids, or global row numbers for pairs) and caption keys."""
+        if self.positives == "product" and product is None:
+            raise ValueError(f"{type(self).__name__}(positives='product') needs the batch's product ids")
+        if self.same_caption_positive and caption is None:
+            raise ValueError(
+                f"{type(self).__name__}(same_caption_positive=True) needs the batch's caption keys"
+            )
+        if self.positives == "product":
+            ids = product
+        else:
+            ids = torch.arange(batch_size, device=product.device if product is not None else None)
+            ids = ids + rank * batch_size
+        return ids, caption if self.same_caption_positive else None
+
     def forward(
         self,
         image_features: torch.Tensor,
@@ -46,18 +96,27 @@ class ContrastiveLoss(nn.Module, ABC):
         logit_scale: torch.Tensor,
         logit_bias: torch.Tensor | None = None,
         distributed: bool = True,
+        product: torch.Tensor | None = None,
+        caption: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One signature for every loss; losses without a bias ignore it so SigLIP models still train.
 
         `distributed=False` scores this rank's batch alone: evaluation batches differ in size across
-        ranks, and the feature exchange needs equal sizes.
+        ranks, and the feature exchange needs equal sizes. `product` (int64 ids) and `caption` (int64
+        keys of the caption text) are the batch's; only the multi-positive modes read them.
         """
-        loss = self.open_clip_loss(distributed)
-        if not self.uses_logit_bias:
-            return loss(image_features, text_features, logit_scale)
-        if logit_bias is None:
+        if self.uses_logit_bias and logit_bias is None:
             raise ValueError(
                 f"{type(self).__name__} needs logit_bias, but the model returned none; use a model with a "
                 "logit_bias parameter (a SigLIP checkpoint, or let the module add one from init_logit_bias)."
             )
+        if self.multi_positive:
+            rank, world_size = rank_and_world_size() if distributed else (0, 1)
+            keys = self._keys(len(image_features), rank, product, caption)
+            return self._multi_positive(
+                image_features, text_features, logit_scale, logit_bias, keys, world_size
+            )
+        loss = self.open_clip_loss(distributed)
+        if not self.uses_logit_bias:
+            return loss(image_features, text_features, logit_scale)
         return loss(image_features, text_features, logit_scale, logit_bias)

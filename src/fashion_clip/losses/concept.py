@@ -191,11 +191,21 @@ class ConceptLoss(nn.Module):
         logit_scale: torch.Tensor,
         logit_bias: torch.Tensor | None = None,
         distributed: bool = True,
+        product: torch.Tensor | None = None,
+        caption: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The weighted sum; `last_terms` keeps each term (detached) for the module to log."""
         if self.targets is None or len(self.targets[0]) != len(image_features):
             raise RuntimeError("ConceptLoss needs observe_batch(model, batch, step) with this batch first")
-        base = self.base(image_features, text_features, logit_scale, logit_bias, distributed)
+        base = self.base(
+            image_features,
+            text_features,
+            logit_scale,
+            logit_bias,
+            distributed,
+            product=product,
+            caption=caption,
+        )
         logits = logit_scale * image_features.float() @ self.bank.T
         concept = multi_positive_nce(logits, self.targets[0], distributed)
         hypernym = multi_positive_nce(logits, self.targets[1], distributed)

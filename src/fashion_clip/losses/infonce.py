@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from open_clip.loss import ClipLoss
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss, gather_features
 from torch import nn
 
-from fashion_clip.losses.base import ContrastiveLoss
+from fashion_clip.losses.base import ContrastiveLoss, rank_and_world_size
+from fashion_clip.losses.positives import gathered_mask
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against targets spread evenly over each row's positives (one-hot for CLIP's pairs)."""
+    mask = mask.to(logits.dtype)
+    return F.cross_entropy(logits, mask / mask.sum(dim=1, keepdim=True))
 
 
 class InfoNCELoss(ContrastiveLoss):
@@ -13,8 +22,14 @@ class InfoNCELoss(ContrastiveLoss):
 
     uses_logit_bias = False
 
-    def __init__(self, gather_with_grad: bool = True, local_loss: bool = False) -> None:
-        super().__init__(init_logit_scale=None, init_logit_bias=None)
+    def __init__(
+        self,
+        gather_with_grad: bool = True,
+        local_loss: bool = False,
+        positives: str = "pair",
+        same_caption_positive: bool = False,
+    ) -> None:
+        super().__init__(None, None, positives, same_caption_positive)
         self.gather_with_grad = gather_with_grad
         self.local_loss = local_loss
 
@@ -25,3 +40,27 @@ class InfoNCELoss(ContrastiveLoss):
             rank=rank,
             world_size=world_size,
         )
+
+    def _multi_positive(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        logit_bias: torch.Tensor | None,
+        keys: tuple[torch.Tensor, torch.Tensor | None],
+        world_size: int,
+    ) -> torch.Tensor:
+        """Both directions' soft-target cross-entropy, gathered as open_clip's ClipLoss gathers."""
+        all_images, all_texts = image_features, text_features
+        if world_size > 1:
+            rank, _ = rank_and_world_size()
+            all_images, all_texts = gather_features(
+                image_features, text_features, self.local_loss, self.gather_with_grad, rank, world_size
+            )
+        rows_image, rows_text = (
+            (image_features, text_features) if self.local_loss else (all_images, all_texts)
+        )
+        mask = gathered_mask(keys, world_size, rows_are_global=not self.local_loss)
+        per_image = soft_target_cross_entropy(logit_scale * rows_image @ all_texts.T, mask)
+        per_text = soft_target_cross_entropy(logit_scale * rows_text @ all_images.T, mask)
+        return (per_image + per_text) / 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,11 @@ def check_accumulate_fits_run(
         )
 
 
+def positive_keys(batch: dict[str, Any]) -> dict[str, torch.Tensor | None]:
+    """What product-aware losses compare to find a row's positives: product ids and caption keys."""
+    return {"product": batch.get("product"), "caption": batch.get("caption_key")}
+
+
 class ClipModule(L.LightningModule):
     """Trains with the configured loss and validates with product-level retrieval recall.
 
@@ -131,7 +137,14 @@ class ClipModule(L.LightningModule):
         """Loss plus the embeddings it was computed from (evaluation reuses them for recall)."""
         self._observe(batch)
         image, text = self(batch["image"], batch["text"])
-        loss = self.loss(image, text, self.model.logit_scale.exp(), self.model.logit_bias, distributed)
+        loss = self.loss(
+            image,
+            text,
+            self.model.logit_scale.exp(),
+            self.model.logit_bias,
+            distributed,
+            **positive_keys(batch),
+        )
         return loss, image, text
 
     def _count_skipped(self, batch: dict[str, torch.Tensor], stage: str) -> None:
@@ -164,7 +177,7 @@ class ClipModule(L.LightningModule):
         self._observe(batch)
         loss = accumulate_contrastive_gradients(
             self,
-            self.loss,
+            functools.partial(self.loss, **positive_keys(batch)),
             split_batch(batch["image"], batch["text"], self.accumulate),
             self.model.logit_scale,
             self.model.logit_bias,
