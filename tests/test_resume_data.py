@@ -12,6 +12,7 @@ import pytest
 import torch
 import webdataset as wds
 
+from fashion_clip.data.batching import BATCHINGS
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import resolve_shards
@@ -27,12 +28,19 @@ def tiny_clip():
     return create_clip("FashionCLIP-Tiny")
 
 
+@pytest.fixture(params=BATCHINGS)
+def batching(request) -> str:
+    """Every resume guarantee holds for every batch composition."""
+    return request.param
+
+
 @pytest.fixture
-def make_module(small_catalogue, tiny_clip):
+def make_module(small_catalogue, tiny_clip, batching):
     """A fresh data module over the small demo catalogue, as a new process would build it."""
 
     def _make(num_workers: int, **kwargs) -> WebDatasetDataModule:
         return WebDatasetDataModule(
+            batching=batching,
             train=str(small_catalogue / "demo" / "train"),
             batch_size=kwargs.pop("batch_size", 16),
             num_workers=num_workers,
@@ -195,14 +203,16 @@ def fit(compose_train, catalogue, run_dir, *overrides: str) -> RecordBatches:
     return recorder
 
 
+@pytest.mark.parametrize("batching", BATCHINGS)
 def test_lightning_resume_continues_with_the_batch_the_run_would_have_seen(
-    compose_train, small_catalogue, tmp_path
+    compose_train, small_catalogue, tmp_path, batching
 ) -> None:
     """Epochs of 3 batches: resume from a periodic checkpoint in epoch 1 and from `last.ckpt` of a run
     stopped by max_steps inside epoch 0; both must go on with the uninterrupted run's batches."""
-    uninterrupted = fit(compose_train, small_catalogue, tmp_path / "full", "trainer.max_steps=5")
+    composed = f"data.batching={batching}"
+    uninterrupted = fit(compose_train, small_catalogue, tmp_path / "full", "trainer.max_steps=5", composed)
     assert sorted(uninterrupted.products) == list(range(5))
-    fit(compose_train, small_catalogue, tmp_path / "stopped", "trainer.max_steps=2")
+    fit(compose_train, small_catalogue, tmp_path / "stopped", "trainer.max_steps=2", composed)
     for checkpoint, step, epoch_number, batches in (
         (tmp_path / "full" / "checkpoints" / "step000004.ckpt", 4, 1, 1),
         (tmp_path / "stopped" / "checkpoints" / "last.ckpt", 2, 0, 2),
@@ -210,7 +220,7 @@ def test_lightning_resume_continues_with_the_batch_the_run_would_have_seen(
         saved = torch.load(checkpoint, weights_only=False)
         position = saved["WebDatasetDataModule"]["train_position"]
         assert (saved["global_step"], position["epoch"], position["batches"]) == (step, epoch_number, batches)
-        resume = ("trainer.max_steps=5", f"ckpt_path={checkpoint}")
+        resume = ("trainer.max_steps=5", f"ckpt_path={checkpoint}", composed)
         resumed = fit(compose_train, small_catalogue, tmp_path / f"resumed-{step}", *resume)
         assert resumed.start == position
         assert resumed.products == {s: p for s, p in uninterrupted.products.items() if s >= step}

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 import webdataset as wds
 
+from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
 from fashion_clip.data.resumable_loader import ResumableLoader
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
@@ -31,7 +32,8 @@ class WebDatasetDataModule(L.LightningDataModule):
     """Shards in, tokenized batches out; transforms and tokenizer come from the model preset.
 
     The train loader is resumable: its position (epoch, batches per data worker) is saved in checkpoints
-    and restored on resume, and each epoch's order is a function of `seed` and the epoch.
+    and restored on resume, and each epoch's order is a function of `seed` and the epoch. `batching`
+    chooses which samples share a train batch (data/batching.py); evaluation splits are never composed.
     """
 
     def __init__(
@@ -50,8 +52,11 @@ class WebDatasetDataModule(L.LightningDataModule):
         tokenizer: Callable | None = None,
         name: str = "shards",
         seed: int = 0,
+        batching: str = "random",
+        batching_pool: int | None = None,
     ) -> None:
         super().__init__()
+        self.compose = make_composer(batching, batch_size, batching_pool)
         if resampled and not samples_per_epoch and not (train and count_samples(train)):
             raise ConfigError(
                 "data.resampled=true needs data.samples_per_epoch (or a train directory with a manifest)"
@@ -138,6 +143,7 @@ class WebDatasetDataModule(L.LightningDataModule):
             world_size=world,
             resampled_batches=resampled_batches,
             length=length,
+            compose=self.compose,
         )
 
     def _loader(self, split: str) -> torch.utils.data.DataLoader:

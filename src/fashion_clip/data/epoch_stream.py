@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import webdataset as wds
 
+from fashion_clip.data.batching import Composer, KeyedSample, keyed_samples
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
 from fashion_clip.data.stream_position import StreamPosition
 
@@ -65,6 +66,8 @@ class EpochStream(torch.utils.data.IterableDataset):
     per worker, from a per-(epoch, rank, worker) seed. The sample shuffle buffer and each batch's
     augmentations and caption choices are seeded the same way, so skipping raw samples is enough to resume.
     Set `start` before each iteration (`ResumableLoader` does): workers receive a copy at that point.
+    With a `compose` (data/batching.py) a worker's batches are composed from its stream instead of taken
+    in order; resuming replays the composition of the batches already yielded, from the samples' json.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         world_size: int = 1,
         resampled_batches: int | None = None,
         length: int | None = None,
+        compose: Composer | None = None,
     ) -> None:
         super().__init__()
         self.urls = list(urls)
@@ -91,6 +95,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         self.world_size = world_size
         self.resampled_batches = resampled_batches
         self.length = length
+        self.compose = compose
         self.start = StreamPosition.epoch_start(0, 1)
 
     def __len__(self) -> int:
@@ -128,11 +133,34 @@ class EpochStream(torch.utils.data.IterableDataset):
     def _batches(self, start: StreamPosition, worker: int, workers: int) -> Iterator[TaggedBatch]:
         """Skip what this worker yielded before `start`, then decode and batch the rest (full batches)."""
         samples = CountingIterator(self._samples(start.epoch, worker, workers))
-        samples.skip(start.worker_samples[worker])
         first, last = start.worker_batches[worker], self.resampled_batches
-        for index in itertools.count(first) if last is None else range(first, last):
+        indices = itertools.count(first) if last is None else range(first, last)
+        if self.compose is not None:
+            yield from self._composed_batches(samples, start.epoch, worker, first, indices)
+            return
+        samples.skip(start.worker_samples[worker])
+        for index in indices:
             with seeded_rng(self._worker_seed(start.epoch, worker, "batch", index)):
                 decoded = list(itertools.islice(self.decode(samples), self.batch_size))
             if len(decoded) < self.batch_size:
                 return
             yield worker, samples.count, self.collate(decoded)
+
+    def _composed_batches(
+        self, samples: CountingIterator, epoch: int, worker: int, first: int, indices: Iterable[int]
+    ) -> Iterator[TaggedBatch]:
+        """Compose batches from the json, replay the first `first` of them, then decode each one."""
+        rng = random.Random(self._worker_seed(epoch, worker, "batching"))
+        composed = self.compose(keyed_samples(samples), self.batch_size, rng)
+        collections.deque(itertools.islice(composed, first), maxlen=0)
+        for index, batch in zip(indices, composed):
+            yield worker, samples.count, self._decode_composed(batch, epoch, worker, index)
+
+    def _decode_composed(
+        self, batch: list[KeyedSample], epoch: int, worker: int, index: int
+    ) -> dict[str, torch.Tensor]:
+        """Decode a composed batch on the batch's own seed; corrupt samples skipped before it count here."""
+        with seeded_rng(self._worker_seed(epoch, worker, "batch", index)):
+            collated = self.collate(list(self.decode(item.sample for item in batch)))
+        collated["skipped"] += sum(item.skipped for item in batch)
+        return collated
