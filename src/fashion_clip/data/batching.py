@@ -110,8 +110,8 @@ def category_hard(
             if item.category is None and not warned:
                 warned = True
                 log.warning(
-                    "data.batching=category_hard: sample %s has no 'category' in its json; samples without one "
-                    "are batched among themselves, at random",
+                    "data.batching=category_hard: sample %s has no 'category' in its json; samples without "
+                    "one are batched among themselves, at random",
                     item.sample.get("__key__", "?"),
                 )
             pools[item.category].append(item)
@@ -132,8 +132,9 @@ def make_composer(batching: str, batch_size: int, pool_size: int | None) -> Comp
     """The composer for `data.batching` (None for `random`, which streams batches directly)."""
     if batching not in BATCHINGS:
         raise ConfigError(
-            f"data.batching={batching!r} is not one of {', '.join(BATCHINGS)}: random (the shuffled stream), "
-            "product_unique (one view per product per batch) or category_hard (batches from one or two categories)"
+            f"data.batching={batching!r} is not one of {', '.join(BATCHINGS)}: random (the shuffled "
+            "stream), product_unique (one view per product per batch) or category_hard (batches from one "
+            "or two categories)"
         )
     if pool_size is not None and pool_size < batch_size:
         raise ConfigError(

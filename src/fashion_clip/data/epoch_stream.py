@@ -153,7 +153,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         rng = random.Random(self._worker_seed(epoch, worker, "batching"))
         composed = self.compose(keyed_samples(samples), self.batch_size, rng)
         collections.deque(itertools.islice(composed, first), maxlen=0)
-        for index, batch in zip(indices, composed):
+        for index, batch in zip(indices, composed, strict=False):  # indices end first when resampled
             yield worker, samples.count, self._decode_composed(batch, epoch, worker, index)
 
     def _decode_composed(

@@ -47,7 +47,7 @@ class SigLipLoss(ContrastiveLoss):
         keys: tuple[torch.Tensor, torch.Tensor | None],
         world_size: int,
     ) -> torch.Tensor:
-        """This rank's images against every text, summed over pairs, divided by local images (as open_clip)."""
+        """This rank's images against every text, summed over pairs, over local images (as open_clip)."""
         all_texts = text_features
         if world_size > 1:
             all_texts = torch.cat(torch.distributed.nn.functional.all_gather(text_features))
