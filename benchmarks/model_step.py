@@ -53,6 +53,9 @@ def build_step(row: TrainingRow, overrides: Sequence[str] = ()) -> tuple[Callabl
         torch.randn(row.batch_size, 3, side, side, device=row.device),
         clip.tokenizer([CAPTION] * row.batch_size).to(row.device),
     )
+    # four views per product, as in a multi-view catalogue: what product-aware losses compare
+    keys = {"product": torch.arange(row.batch_size, device=row.device) // 4}
+    keys["caption"] = keys["product"]
     optimizer = instantiate(cfg.optimizer)(param_groups(model.named_parameters()))
 
     def step() -> None:
@@ -61,7 +64,7 @@ def build_step(row: TrainingRow, overrides: Sequence[str] = ()) -> tuple[Callabl
         with torch.autocast(row.device, dtype=DTYPES[row.precision], enabled=enabled):
             image = model.encode_image(batch[0], normalize=True)
             text = model.encode_text(batch[1], normalize=True)
-            value = loss(image, text, model.logit_scale.exp(), model.logit_bias, distributed=False)
+            value = loss(image, text, model.logit_scale.exp(), model.logit_bias, distributed=False, **keys)
         value.backward()
         optimizer.step()
 

@@ -138,6 +138,24 @@ def test_total_is_base_plus_weighted_terms_and_logs_each(knowledge_dir: Path, ba
     assert loss.uses_logit_bias is base_cls.uses_logit_bias
 
 
+@pytest.mark.parametrize("base_cls", [InfoNCELoss, SigLipLoss])
+def test_product_positives_reach_the_base_loss(knowledge_dir: Path, base_cls) -> None:
+    """With a product-aware base, the concept loss's base term is that base's multi-positive loss."""
+    torch.manual_seed(1)
+    model = BankModel()
+    base = base_cls(positives="product", same_caption_positive=True)
+    loss = concept_loss(knowledge_dir, base)
+    loss.observe_batch(model, {"caption": CAPTIONS}, step=0)
+    image = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), DIM), dim=1)
+    text = torch.nn.functional.normalize(torch.randn(len(CAPTIONS), DIM), dim=1)
+    scale, bias = torch.tensor(10.0), torch.tensor(-5.0)
+    keys = {"product": torch.arange(len(CAPTIONS)) // 2, "caption": torch.arange(len(CAPTIONS)) % 3}
+    loss(image, text, scale, bias, distributed=False, **keys)
+    expected = base(image, text, scale, bias, distributed=False, **keys)
+    assert loss.last_terms["base"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert expected.item() != pytest.approx(base_cls()(image, text, scale, bias).item(), rel=1e-3)
+
+
 def test_bank_is_refreshed_every_n_steps_and_fixed_in_between(knowledge_dir: Path) -> None:
     torch.manual_seed(0)
     model = BankModel()

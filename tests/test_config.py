@@ -22,11 +22,14 @@ REAL_PRESETS = {
 }
 
 
-@pytest.mark.parametrize(("model", "loss"), list(itertools.product(MODELS, LOSSES)))
-def test_every_model_and_loss_composes(compose_train, model: str, loss: str) -> None:
-    cfg = compose_train(f"model={model}", f"loss={loss}")
+@pytest.mark.parametrize(
+    ("model", "loss", "positives"), list(itertools.product(MODELS, LOSSES, ("pair", "product")))
+)
+def test_every_model_and_loss_composes(compose_train, model: str, loss: str, positives: str) -> None:
+    cfg = compose_train(f"model={model}", f"loss={loss}", f"loss.positives={positives}")
     assert cfg.model._target_ == "fashion_clip.models.factory.create_clip"
-    assert isinstance(instantiate(cfg.loss), LOSSES[loss])
+    built = instantiate(cfg.loss)
+    assert isinstance(built, LOSSES[loss]) and built.positives == positives
     assert cfg.model.name == REAL_PRESETS.get(model, ("FashionCLIP-Tiny",))[0]
 
 

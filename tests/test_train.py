@@ -26,6 +26,30 @@ def test_fast_dev_run_both_losses(compose_train, small_catalogue, tmp_path, loss
     assert saved["after"]["test/mean_recall"] == pytest.approx(after["test/mean_recall"])
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("loss=infonce", "loss.positives=product", "data.batching=product_unique"),
+        (
+            "loss=siglip",
+            "loss.positives=product",
+            "loss.same_caption_positive=true",
+            "data.batching=category_hard",
+        ),
+        ("loss=concept", "loss.base.positives=product", "data.batching=category_hard"),
+    ],
+)
+def test_product_aware_runs_train_and_evaluate(compose_train, small_catalogue, tmp_path, overrides) -> None:
+    cfg = compose_train(
+        *FAST, *overrides, "trainer.max_steps=3", "test_before_fit=false", data_dir=small_catalogue
+    )
+    if "knowledge_dir" in cfg.loss:
+        cfg.loss.knowledge_dir = str(tmp_path / "kb")
+    after = train(cfg)["after"]
+    assert 0.0 <= after["test/mean_recall"] <= 1.0
+    assert torch.isfinite(torch.tensor(after["test/loss"]))
+
+
 def _checkpoint_step_and_optimizer(path) -> tuple[int, dict]:
     """What a resumed run must continue from: the step and Adam's moments."""
     ckpt = torch.load(path, weights_only=False)
