@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: install demo train test lint clean-demo bench
+.PHONY: install demo demo-hard-data train test lint clean-demo bench
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m fashion_clip.data.demo_catalogue --out data/demo
 	$(BIN)/python -m fashion_clip.train experiment=demo $(ARGS)
+
+# the harder catalogue behind `data=demo_hard` / `experiment=demo_hard` (skips when already complete)
+demo-hard-data: $(STAMP)
+	$(BIN)/python -m fashion_clip.data.demo_catalogue --out data/demo_hard --hard
 
 train: $(STAMP)
 	$(BIN)/python -m fashion_clip.train $(ARGS)
@@ -43,4 +47,4 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py --openclip-python $(BENCH_VENV)/bin/python $(ARGS)
 
 clean-demo:
-	rm -rf data/demo
+	rm -rf data/demo data/demo_hard

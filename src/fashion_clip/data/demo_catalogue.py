@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from fashion_clip.data.demo_hard import long_caption
 from fashion_clip.data.manifest import Manifest, read_manifest, sha256_file
 from fashion_clip.data.shard_writer import ShardSink
 
@@ -26,6 +27,7 @@ Point = tuple[float, float]
 RGB = tuple[int, int, int]
 Array = np.ndarray
 
+SPLITS = ("train", "val", "test")
 DEFAULT_PRODUCTS: Mapping[str, int] = MappingProxyType({"train": 700, "val": 120, "test": 120})
 STAMP_NAME = "catalogue.json"
 GENERATOR_VERSION = 1
@@ -361,15 +363,80 @@ class Product:
         }
 
 
-def product_captions(category: str, colour: str, pattern: str, material: str, note: str) -> tuple[str, str]:
+# (category, colour, pattern, material): what makes a product distinct
+Combo = tuple[str, str, str, str]
+# what a near-duplicate group differs in; its members share category, colour and the other attribute
+VARIED = ("pattern", "material")
+GROUP_SIZES = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard retrieval on the catalogue is; the defaults give the plain `make demo` catalogue."""
+
+    # fewest and most shots per product
+    views: tuple[int, int] = (2, 3)
+    # share of each split's products planned in groups of GROUP_SIZES that differ in one attribute of VARIED
+    near_duplicates: float = 0.0
+    # share of each split's products whose group's captions leave that attribute out, so they read the same
+    identical_captions: float = 0.0
+    # Fashion-Gen-like copy (fit, composition, care, provenance) instead of the title plus a detail note
+    long_captions: bool = False
+
+    def __post_init__(self) -> None:
+        """Identical captions are drawn from near-duplicate groups, so their share cannot be larger."""
+        if self.identical_captions > self.near_duplicates:
+            raise ValueError("identical captions are drawn from near-duplicate groups: share too large")
+
+    def as_json(self) -> dict:
+        """The options as the stamp file stores them (a tuple reads back from JSON as a list)."""
+        return {**asdict(self), "views": list(self.views)}
+
+
+DEFAULT_DIFFICULTY = Difficulty()
+HARD = Difficulty(views=(4, 6), near_duplicates=0.5, identical_captions=0.15, long_captions=True)
+HARD_PRODUCTS: Mapping[str, int] = MappingProxyType({"train": 400, "val": 100, "test": 120})
+
+
+def _capitalised(text: str) -> str:
+    """Captions start with a capital, whichever attribute comes first."""
+    return text[0].upper() + text[1:]
+
+
+def _title(category: str, colour: str, pattern: str | None, material: str | None) -> str:
+    """The Fashion-Gen-style title sentence; an attribute given as None is left unsaid."""
+    shade = PATTERNS[pattern].title.format(colour=colour) if pattern else colour
+    return _capitalised(" ".join(filter(None, (shade, material, category))) + ".")
+
+
+def _paraphrase(category: str, colour: str, pattern: str | None, material: str | None) -> str:
+    """A second wording of the title; an attribute given as None is left unsaid."""
+    finish = f" with {PATTERNS[pattern].phrase}" if pattern else ""
+    return _capitalised(" ".join(filter(None, (material, category))) + f" in {colour}{finish}.")
+
+
+def product_captions(
+    category: str, colour: str, pattern: str | None, material: str | None, note: str
+) -> tuple[str, str]:
     """A Fashion-Gen-style title plus a paraphrase, so text augmentation has two wordings to pick from."""
-    title = PATTERNS[pattern].title.format(colour=colour)
-    first = f"{title} {material} {category}. {note}"
-    second = f"{material} {category} in {colour} with {PATTERNS[pattern].phrase}."
-    return first[0].upper() + first[1:], second[0].upper() + second[1:]
+    return f"{_title(category, colour, pattern, material)} {note}", _paraphrase(
+        category, colour, pattern, material
+    )
 
 
-def _attribute_combinations() -> list[tuple[str, str, str, str]]:
+def _draw_captions(
+    attributes: tuple[str, str, str | None, str | None], rng: random.Random, long: bool
+) -> tuple[str, str]:
+    """Captions for attributes (None: left unsaid), either the short default ones or long product copy."""
+    category, colour, pattern, material = attributes
+    note = rng.choice(CATEGORIES[category].notes)
+    if not long:
+        return product_captions(category, colour, pattern, material, note)
+    title = _title(category, colour, pattern, material)
+    return long_caption(title, note, category, material, rng), _paraphrase(*attributes)
+
+
+def _attribute_combinations() -> list[Combo]:
     """Every (category, colour, pattern, material) the catalogue can contain, in a fixed order."""
     return [
         (cat.name, colour, pattern, material)
@@ -380,37 +447,126 @@ def _attribute_combinations() -> list[tuple[str, str, str, str]]:
     ]
 
 
-def plan_products(counts: Mapping[str, int], seed: int = 0) -> dict[str, list[Product]]:
-    """Draw distinct products and deal them to splits, so no product (or its views) crosses a split.
+def _build_products(
+    entries: Sequence[tuple[Combo, tuple[str, str] | None]], first_index: int, rng: random.Random, long: bool
+) -> list[Product]:
+    """Number the products and seed their looks; an entry without captions gets its own drawn here."""
+    products = []
+    for index, (combo, captions) in enumerate(entries, first_index):
+        captions = captions or _draw_captions(combo, rng, long)
+        products.append(Product(f"demo-{index:05d}", *combo, captions, rng.getrandbits(63)))
+    return products
+
+
+def _spread_plan(
+    combos: list[Combo], counts: Mapping[str, int], rng: random.Random, long: bool
+) -> dict[str, list[Product]]:
+    """Products as different as the attribute space allows, dealt to splits in order.
 
     Combinations with an unused (category, colour, pattern) come first, so images stay tellable apart
     until that space runs out; only then do products differ by material alone.
     """
+    seen: set[tuple[str, str, str]] = set()
+    fresh, repeats = [], []
+    for combo in combos:
+        (repeats if combo[:3] in seen else fresh).append(combo)
+        seen.add(combo[:3])
+    chosen = (fresh + repeats)[: sum(counts.values())]
+    rng.shuffle(chosen)
+    products = _build_products([(combo, None) for combo in chosen], 0, rng, long)
+    plan, start = {}, 0
+    for split, count in counts.items():
+        plan[split] = products[start : start + count]
+        start += count
+    return plan
+
+
+def _fresh_first(combos: Sequence[Combo], used: set[Combo], shown: set[tuple[str, str]]) -> Iterator[Combo]:
+    """Unused combos, first those with a (category, colour) new to the split, so none pair up by chance."""
+    for fresh in (True, False):
+        for combo in combos:
+            if combo not in used and (combo[:2] not in shown) == fresh:
+                yield combo
+
+
+def _one_apart(combo: Combo, attribute: str) -> list[Combo]:
+    """The combos that differ from `combo` in `attribute` only."""
+    category, colour, pattern, material = combo
+    if attribute == "pattern":
+        return [(category, colour, other, material) for other in PATTERNS if other != pattern]
+    return [
+        (category, colour, pattern, other) for other in CATEGORIES[category].materials if other != material
+    ]
+
+
+def _masked(combo: Combo, attribute: str) -> tuple[str, str, str | None, str | None]:
+    """The combo with `attribute` left unsaid, what an identical-caption group's captions describe."""
+    category, colour, pattern, material = combo
+    return (
+        category,
+        colour,
+        None if attribute == "pattern" else pattern,
+        None if attribute == "material" else material,
+    )
+
+
+def _split_entries(
+    count: int, combos: Sequence[Combo], used: set[Combo], difficulty: Difficulty, rng: random.Random
+) -> list[tuple[Combo, tuple[str, str] | None]]:
+    """One split's products: near-duplicate groups (some sharing one caption), then single products."""
+    grouped = round(count * difficulty.near_duplicates)
+    identical = round(count * difficulty.identical_captions)
+    shown: set[tuple[str, str]] = set()
+    entries: list[tuple[Combo, tuple[str, str] | None]] = []
+    candidates = _fresh_first(combos, used, shown)
+    while len(entries) < grouped - 1 and (base := next(candidates, None)):
+        attribute = rng.choice(VARIED)
+        mates = [c for c in _one_apart(base, attribute) if c not in used]
+        size = min(rng.choice(GROUP_SIZES), grouped - len(entries), len(mates) + 1)
+        if size < 2:
+            continue
+        members = [base, *rng.sample(mates, size - 1)]
+        shared = identical > sum(captions is not None for _, captions in entries)
+        captions = _draw_captions(_masked(base, attribute), rng, difficulty.long_captions) if shared else None
+        entries += [(member, captions) for member in members]
+        used.update(members)
+        shown.add(base[:2])
+    singles = _fresh_first(combos, used, shown)
+    while len(entries) < count:
+        single = next(singles)
+        entries.append((single, None))
+        used.add(single)
+        shown.add(single[:2])
+    rng.shuffle(entries)
+    return entries
+
+
+def _grouped_plan(
+    combos: list[Combo], counts: Mapping[str, int], rng: random.Random, difficulty: Difficulty
+) -> dict[str, list[Product]]:
+    """Products planned split by split, so every near-duplicate group lies within one split."""
+    used: set[Combo] = set()
+    plan, start = {}, 0
+    for split, count in counts.items():
+        entries = _split_entries(count, combos, used, difficulty, rng)
+        plan[split] = _build_products(entries, start, rng, difficulty.long_captions)
+        start += count
+    return plan
+
+
+def plan_products(
+    counts: Mapping[str, int], seed: int = 0, difficulty: Difficulty = DEFAULT_DIFFICULTY
+) -> dict[str, list[Product]]:
+    """Draw distinct products and deal them to splits, so no product (or its views) crosses a split."""
     combos = _attribute_combinations()
     total = sum(counts.values())
     if total > len(combos):
         raise ValueError(f"asked for {total} products but only {len(combos)} attribute combinations exist")
     rng = random.Random(seed)
     rng.shuffle(combos)
-    seen: set[tuple[str, str, str]] = set()
-    fresh, repeats = [], []
-    for combo in combos:
-        (repeats if combo[:3] in seen else fresh).append(combo)
-        seen.add(combo[:3])
-    chosen = (fresh + repeats)[:total]
-    rng.shuffle(chosen)
-    products = []
-    for index, (category, colour, pattern, material) in enumerate(chosen):
-        note = rng.choice(CATEGORIES[category].notes)
-        captions = product_captions(category, colour, pattern, material, note)
-        products.append(
-            Product(f"demo-{index:05d}", category, colour, pattern, material, captions, rng.getrandbits(63))
-        )
-    plan, start = {}, 0
-    for split, count in counts.items():
-        plan[split] = products[start : start + count]
-        start += count
-    return plan
+    if difficulty.near_duplicates:
+        return _grouped_plan(combos, counts, rng, difficulty)
+    return _spread_plan(combos, counts, rng, difficulty.long_captions)
 
 
 # --- rendering
@@ -502,21 +658,23 @@ def _background(rng: random.Random, size: int) -> Image.Image:
     return Image.fromarray(np.repeat(column, size, axis=1), "RGB")
 
 
-def render_views(product: Product, image_size: int = 96) -> list[Image.Image]:
-    """Two or three jittered shots of the product, so image-image pairs of one product exist."""
+def render_views(
+    product: Product, image_size: int = 96, views: tuple[int, int] = DEFAULT_DIFFICULTY.views
+) -> list[Image.Image]:
+    """`views` (fewest, most) jittered shots of the product, so image-image pairs of one product exist."""
     size = image_size * SUPERSAMPLE
     layer = _garment_layer(product, size)
     rng = random.Random(product.seed)
-    views = []
-    for _ in range(rng.choice((2, 3))):
+    shots = []
+    for _ in range(rng.choice(range(views[0], views[1] + 1))):
         posed = layer.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else layer
         posed = posed.transform(
             (size, size), Image.Transform.AFFINE, _view_transform(rng, size), Image.Resampling.BILINEAR
         )
         shot = _background(rng, size)
         shot.paste(posed, mask=posed)
-        views.append(shot.reduce(SUPERSAMPLE))
-    return views
+        shots.append(shot.reduce(SUPERSAMPLE))
+    return shots
 
 
 def _jpeg(image: Image.Image) -> bytes:
@@ -526,11 +684,17 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def product_samples(product: Product, split: str, first_index: int, image_size: int) -> Iterator[dict]:
+def product_samples(
+    product: Product,
+    split: str,
+    first_index: int,
+    image_size: int,
+    views: tuple[int, int] = DEFAULT_DIFFICULTY.views,
+) -> Iterator[dict]:
     """WebDataset samples for every view of a product, keyed `{split}_{index:06d}`."""
     meta = json.dumps(product.metadata()).encode("utf-8")
     caption = product.captions[0].encode("utf-8")
-    for offset, view in enumerate(render_views(product, image_size)):
+    for offset, view in enumerate(render_views(product, image_size, views)):
         key = f"{split}_{first_index + offset:06d}"
         yield {"__key__": key, "jpg": _jpeg(view), "txt": caption, "json": meta}
 
@@ -538,15 +702,19 @@ def product_samples(product: Product, split: str, first_index: int, image_size: 
 # --- catalogue
 
 
-def _generation_params(products: Mapping[str, int], image_size: int, seed: int, shard_size: int) -> dict:
+def _generation_params(
+    products: Mapping[str, int], image_size: int, seed: int, shard_size: int, difficulty: Difficulty
+) -> dict:
     """What determines the catalogue's bytes, stamped beside it so a rerun knows whether it may skip."""
-    return {
+    params = {
         "version": GENERATOR_VERSION,
         "products": dict(products),
         "image_size": image_size,
         "seed": seed,
         "shard_size": shard_size,
     }
+    # the default catalogue's stamp has no difficulty entry, so it keeps the bytes it always had
+    return params if difficulty == DEFAULT_DIFFICULTY else params | {"difficulty": difficulty.as_json()}
 
 
 def generate_demo_catalogue(
@@ -556,6 +724,7 @@ def generate_demo_catalogue(
     seed: int = 0,
     shard_size: int = 500,
     progress: bool = False,
+    difficulty: Difficulty = DEFAULT_DIFFICULTY,
 ) -> dict[str, Manifest]:
     """Write `out_dir/{split}/demo-{split}-NNNNNN.tar` and manifests; same arguments give the same bytes.
 
@@ -565,19 +734,22 @@ def generate_demo_catalogue(
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / STAMP_NAME
     stamp.unlink(missing_ok=True)
-    plan = plan_products(products, seed)
+    plan = plan_products(products, seed, difficulty)
     manifests = {}
     bar = tqdm(total=sum(products.values()), unit="product", desc="demo catalogue", disable=not progress)
     with bar:
         for split, items in plan.items():
             with ShardSink(out / split, f"demo-{split}", shard_size) as sink:
                 for product in items:
-                    for sample in product_samples(product, split, sink.num_samples, image_size):
+                    for sample in product_samples(
+                        product, split, sink.num_samples, image_size, difficulty.views
+                    ):
                         sink.write(sample)
                     bar.update()
                 manifests[split] = sink.close()
     tmp = stamp.with_name(STAMP_NAME + ".tmp")
-    tmp.write_text(json.dumps(_generation_params(products, image_size, seed, shard_size), indent=2))
+    params = _generation_params(products, image_size, seed, shard_size, difficulty)
+    tmp.write_text(json.dumps(params, indent=2))
     os.replace(tmp, stamp)
     return manifests
 
@@ -588,8 +760,12 @@ def catalogue_is_complete(
     image_size: int | None = None,
     seed: int | None = None,
     shard_size: int | None = None,
+    difficulty: Difficulty = DEFAULT_DIFFICULTY,
 ) -> bool:
-    """True if a finished catalogue with intact shards is there, made with the arguments that are given."""
+    """True if a finished catalogue with intact shards is there, made with the arguments that are given.
+
+    `difficulty` is always compared, so a hard catalogue never passes for a default one or vice versa.
+    """
     out = Path(out_dir)
     try:
         stamp = json.loads((out / STAMP_NAME).read_text())
@@ -604,6 +780,8 @@ def catalogue_is_complete(
         "shard_size": shard_size,
     }
     if any(value is not None and stamp.get(key) != value for key, value in wanted.items()):
+        return False
+    if stamp.get("difficulty", DEFAULT_DIFFICULTY.as_json()) != difficulty.as_json():
         return False
     return all(
         (out / split / shard.name).is_file() and sha256_file(out / split / shard.name) == shard.sha256
@@ -620,6 +798,11 @@ def _summary(counts: Mapping[str, int], manifests: Mapping[str, Manifest]) -> st
     )
 
 
+def _counts_text(counts: Mapping[str, int]) -> str:
+    """Split sizes as the --products option takes them, for its help text."""
+    return " ".join(str(counts[split]) for split in SPLITS)
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options mirroring `generate_demo_catalogue`'s arguments."""
     parser = argparse.ArgumentParser(
@@ -634,18 +817,34 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         nargs=3,
         metavar=("TRAIN", "VAL", "TEST"),
-        default=[DEFAULT_PRODUCTS[s] for s in ("train", "val", "test")],
-        help="number of products per split",
+        help=f"number of products per split (default {_counts_text(DEFAULT_PRODUCTS)}, "
+        f"with --hard {_counts_text(HARD_PRODUCTS)})",
     )
     parser.add_argument("--shard-size", type=int, default=500, help="samples per tar shard")
+    parser.add_argument(
+        "--hard",
+        action="store_true",
+        help="4-6 views per product, near-duplicate products, long Fashion-Gen-like captions, and "
+        "near-duplicates whose captions are identical",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: build the catalogue unless an identical complete one is already there."""
     args = _parse_args(argv)
-    counts = dict(zip(("train", "val", "test"), args.products, strict=True))
-    params = dict(products=counts, image_size=args.image_size, seed=args.seed, shard_size=args.shard_size)
+    difficulty = HARD if args.hard else DEFAULT_DIFFICULTY
+    if args.products:
+        counts = dict(zip(SPLITS, args.products, strict=True))
+    else:
+        counts = dict(HARD_PRODUCTS if args.hard else DEFAULT_PRODUCTS)
+    params = dict(
+        products=counts,
+        image_size=args.image_size,
+        seed=args.seed,
+        shard_size=args.shard_size,
+        difficulty=difficulty,
+    )
     if not args.force and catalogue_is_complete(args.out, **params):
         print(f"{args.out}: demo catalogue already complete, skipping (use --force to regenerate)")
         return 0
