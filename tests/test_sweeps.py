@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.results_file import RESULTS_NAME, read_results
 from fashion_clip.launcher_check import check_launcher
 
+CONFIG_DIR_PATH = Path(CONFIG_DIR)
 QUICK = ("trainer=cpu", "trainer.max_steps=2", "data.num_workers=0", "data.batch_size=8", "protocol=[full]")
 
 
@@ -54,6 +56,24 @@ def test_the_study_sweeps_three_models_across_both_losses(compose_train) -> None
     cfg = compose_train("experiment=model_loss_study")
     assert OmegaConf.to_container(cfg.protocol).keys() == {"full", "sample100"}
     assert cfg.data.name == "fashiongen"
+
+
+def test_the_product_study_sweeps_its_variants(compose_train) -> None:
+    """InfoNCE pair/product x three batchings, SigLIP pair/product, InfoNCE product + identical captions:
+    each variant (`{loss}_{positives}[-samecaption]_{batching}`) sets what it is named."""
+    variants = sorted(p.stem for p in (CONFIG_DIR_PATH / "product_study").glob("*.yaml"))
+    assert len(variants) == 9
+    experiment = OmegaConf.load(CONFIG_DIR_PATH / "experiment" / "product_study.yaml")
+    assert experiment.hydra.sweeper.params == {"product_study": "glob(*)"}
+    cfg = compose_train("experiment=product_study")
+    assert OmegaConf.to_container(cfg.protocol).keys() == {"full", "sample100"}
+    assert cfg.data.name == "demo_hard"
+    for variant in variants:
+        cfg = compose_train("experiment=product_study", f"product_study={variant}")
+        loss, positives, batching = variant.split("_", 2)
+        assert cfg.loss._target_.endswith({"infonce": "InfoNCELoss", "siglip": "SigLipLoss"}[loss])
+        expected = (positives.removesuffix("-samecaption"), positives.endswith("-samecaption"), batching)
+        assert (cfg.loss.positives, cfg.loss.same_caption_positive, cfg.data.batching) == expected
 
 
 def test_ddp_on_two_cpu_processes(small_catalogue: Path, tmp_path: Path) -> None:
