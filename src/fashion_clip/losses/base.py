@@ -73,7 +73,7 @@ class ContrastiveLoss(nn.Module, ABC):
         return self._open_clip_losses[key]
 
     def _keys(
-        self, batch_size: int, rank: int, product: torch.Tensor | None, caption: torch.Tensor | None
+        self, features: torch.Tensor, rank: int, product: torch.Tensor | None, caption: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's positive ids (product ids, or global row numbers for pairs) and caption keys."""
         if self.positives == "product" and product is None:
@@ -85,8 +85,7 @@ class ContrastiveLoss(nn.Module, ABC):
         if self.positives == "product":
             ids = product
         else:
-            ids = torch.arange(batch_size, device=product.device if product is not None else None)
-            ids = ids + rank * batch_size
+            ids = torch.arange(len(features), device=features.device) + rank * len(features)
         return ids, caption if self.same_caption_positive else None
 
     def forward(
@@ -112,7 +111,7 @@ class ContrastiveLoss(nn.Module, ABC):
             )
         if self.multi_positive:
             rank, world_size = rank_and_world_size() if distributed else (0, 1)
-            keys = self._keys(len(image_features), rank, product, caption)
+            keys = self._keys(image_features, rank, product, caption)
             return self._multi_positive(
                 image_features, text_features, logit_scale, logit_bias, keys, world_size
             )
