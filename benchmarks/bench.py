@@ -30,7 +30,7 @@ from pipeline_rate import pipeline_samples_per_s
 from speedup_ab import speedup_row
 from tqdm.auto import tqdm
 from training_compare import compare_row, not_run_row
-from training_rows import ROWS, SMOKE_ROW, TrainingRow, skip_reason, with_steps
+from training_rows import ROWS, SMOKE_ROW, TrainingRow, skip_reason, steps_for_machine, with_steps
 
 from fashion_clip.errors import exit_on_user_error
 from fashion_clip.models.factory import create_clip
@@ -51,11 +51,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rows", nargs="+", choices=[r.name for r in ROWS], help="default: every runnable row"
     )
-    parser.add_argument("--warmup", type=int, help="untimed steps per row (default: the row's own)")
-    parser.add_argument("--steps", type=int, help="timed steps per row (default: the row's own)")
+    machine_note = "the row's own, more for bf16 rows on a CPU with native bf16"
+    parser.add_argument("--warmup", type=int, help=f"untimed steps per row (default: {machine_note})")
+    parser.add_argument("--steps", type=int, help=f"timed steps per row (default: {machine_note})")
     parser.add_argument("--workers", type=int, default=2, help="data workers of both trainers")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="runs per trainer and row, alternating order; the best counts"
+        "--repeats",
+        type=int,
+        default=2,
+        help="runs per trainer and row, alternating order; the best counts, per-repeat ratios its spread",
     )
     parser.add_argument(
         "--speedup-rounds",
@@ -83,11 +87,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def planned_rows(
     args: argparse.Namespace, cuda: bool, native_bf16: bool
 ) -> list[tuple[TrainingRow, str | None]]:
-    """Every row of this run with the reason it is skipped here (None: it runs)."""
+    """Every row of this run, with this machine's step counts unless the command line gives them, and the
+    reason it is skipped here (None: it runs)."""
     if args.smoke:
         return [(with_steps(SMOKE_ROW, args.warmup, args.steps), None)]
     names = args.rows or [row.name for row in ROWS]
-    rows = [with_steps(row, args.warmup, args.steps) for row in ROWS if row.name in names]
+    rows = [
+        with_steps(steps_for_machine(row, native_bf16), args.warmup, args.steps)
+        for row in ROWS
+        if row.name in names
+    ]
     return [(row, skip_reason(row, bool(args.rows), cuda, native_bf16)) for row in rows]
 
 

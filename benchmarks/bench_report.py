@@ -41,15 +41,21 @@ def load_range(row: dict[str, Any]) -> str:
     return f"{min(loads)}-{max(loads)}" if loads else "-"
 
 
+def ratio_range(row: dict[str, Any]) -> str:
+    """The per-repeat ratios' min-max, the spread the best runs' ratio comes with."""
+    return "-" if row["ratio_min"] is None else f"{fmt(row['ratio_min'])}-{fmt(row['ratio_max'])}"
+
+
 def training_table(rows: Sequence[dict[str, Any]]) -> str:
     """Training throughput, ours against open_clip_train, same settings per row; rows that change our
     trainer's settings are listed under the table."""
     header = ["row", "model", "precision", "batch", "timed steps (+warm-up)", "workers", "ours samples/s"]
-    header += ["open_clip_train samples/s", "ratio ours/open_clip_train", "ours warm-up s"]
-    header += ["load avg (1 min)"]
+    header += ["open_clip_train samples/s", "ratio ours/open_clip_train", "ratio per repeat (min-max)"]
+    header += ["ours warm-up s", "load avg (1 min)"]
     lines = [
         [r["row"], r["model"], r["precision"], r["batch"], f"{r['steps']} (+{r['warmup']})", r["workers"]]
-        + [cell(r["ours"]), cell(r["open_clip_train"]), r["ratio"], r["ours"].get("warmup_s"), load_range(r)]
+        + [cell(r["ours"]), cell(r["open_clip_train"]), r["ratio"], ratio_range(r)]
+        + [r["ours"].get("warmup_s"), load_range(r)]
         for r in rows
     ]
     notes = [

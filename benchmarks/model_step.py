@@ -2,7 +2,7 @@
 
 Set against the data pipeline's rate, it says whether training waits for data. The model, loss and
 optimizer come from our Hydra config, built as `python -m fashion_clip.train` builds them, so a row's
-overrides (compile, fused AdamW) change this step exactly as they change the trainer.
+overrides (compile, unfused AdamW) change this step exactly as they change the trainer.
 """
 
 from __future__ import annotations

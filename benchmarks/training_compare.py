@@ -78,6 +78,27 @@ def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best | {"runs": runs}
 
 
+def repeat_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[float]:
+    """Ours / open_clip_train per repeat, whose two runs ran back to back: how far drift moves the ratio."""
+    return [
+        mine["samples_per_s"] / other["samples_per_s"]
+        for mine, other in zip(ours, theirs, strict=False)
+        if mine["samples_per_s"] and other["samples_per_s"]
+    ]
+
+
+def ratio_fields(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """The best runs' ratio and the per-repeat ratios' min-max beside it (None where a side has none)."""
+    per_repeat = repeat_ratios(ours.get("runs", []), theirs.get("runs", []))
+    both = ours["samples_per_s"] and theirs["samples_per_s"]
+    return {
+        "ratio": ours["samples_per_s"] / theirs["samples_per_s"] if both else None,
+        "repeat_ratios": per_repeat,
+        "ratio_min": min(per_repeat, default=None),
+        "ratio_max": max(per_repeat, default=None),
+    }
+
+
 def compare_row(
     row: TrainingRow,
     shards: Path,
@@ -103,15 +124,11 @@ def compare_row(
     theirs = (
         best_run(runs["open_clip_train"]) if openclip_python else {"samples_per_s": None, "note": not_run}
     )
-    ratio = (
-        ours["samples_per_s"] / theirs["samples_per_s"]
-        if ours["samples_per_s"] and theirs["samples_per_s"]
-        else None
-    )
-    return row_settings(row, workers) | {"ours": ours, "open_clip_train": theirs, "ratio": ratio}
+    return row_settings(row, workers) | {"ours": ours, "open_clip_train": theirs} | ratio_fields(ours, theirs)
 
 
 def not_run_row(row: TrainingRow, workers: int, reason: str) -> dict[str, Any]:
     """A row that was skipped on this machine, with the reason in both cells."""
     cell = {"samples_per_s": None, "note": reason}
-    return row_settings(row, workers) | {"ours": cell, "open_clip_train": dict(cell), "ratio": None}
+    sides = {"ours": cell, "open_clip_train": dict(cell)}
+    return row_settings(row, workers) | sides | ratio_fields(cell, cell)

@@ -17,13 +17,14 @@ import torch
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
+from bench import parse_args, planned_rows  # noqa: E402
 from bench_catalogue import bench_shards  # noqa: E402
 from mfu import counted_flops, matmul_peak_gflops, mfu  # noqa: E402
 from openclip_runner import openclip_command, shard_urls, step_seconds_from_log  # noqa: E402
 from ours_runner import ours_command  # noqa: E402
 from peak_memory import peak_rss_mib  # noqa: E402
-from training_compare import best_run, timed_rate  # noqa: E402
-from training_rows import ROWS, SMOKE_ROW, skip_reason  # noqa: E402
+from training_compare import best_run, ratio_fields, repeat_ratios, timed_rate  # noqa: E402
+from training_rows import ROWS, SMOKE_ROW, skip_reason, steps_for_machine  # noqa: E402
 
 from fashion_clip.data.manifest import read_manifest  # noqa: E402
 
@@ -54,6 +55,7 @@ def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> No
     assert row["row"] == SMOKE_ROW.name and row["batch"] == SMOKE_ROW.batch_size
     assert row["ours"]["samples_per_s"] > 0 and len(row["ours"]["runs"]) == 1
     assert row["open_clip_train"]["samples_per_s"] is None and row["ratio"] is None
+    assert row["repeat_ratios"] == [] and row["ratio_min"] is None and row["ratio_max"] is None
     assert row["open_clip_train"]["note"].startswith("not run: ")
     (speedup,) = results["speedups"]
     assert speedup["row"] == SMOKE_ROW.name and speedup["overrides"] == list(SMOKE_ROW.ours_overrides)
@@ -116,6 +118,36 @@ def test_best_run_keeps_the_fastest_but_never_hides_a_failure() -> None:
     assert best_run([*runs, failed])["note"] == "failed: exit 1"
 
 
+def test_ratio_spread_pairs_the_runs_of_each_repeat() -> None:
+    ours = [{"samples_per_s": 110.0}, {"samples_per_s": 100.0}]
+    theirs = [{"samples_per_s": 100.0}, {"samples_per_s": 125.0}]
+    fields = ratio_fields(best_run(ours), best_run(theirs))
+    assert fields["ratio"] == pytest.approx(110 / 125), "the best runs' ratio"
+    assert fields["repeat_ratios"] == pytest.approx([1.1, 0.8])
+    assert (fields["ratio_min"], fields["ratio_max"]) == pytest.approx((0.8, 1.1))
+    failed = {"samples_per_s": None, "note": "failed: exit 1"}
+    assert repeat_ratios([*ours, failed], [*theirs, {"samples_per_s": 90.0}]) == pytest.approx([1.1, 0.8])
+    assert ratio_fields(best_run(ours), {"samples_per_s": None, "note": "not run"})["ratio_min"] is None
+
+
+def test_bf16_rows_run_more_steps_only_where_bf16_is_native() -> None:
+    by_name = {row.name: row for row in ROWS}
+    native = {name: steps_for_machine(row, native_bf16=True) for name, row in by_name.items()}
+    assert native["tiny-bf16"].steps >= 20 and native["vitb32-bf16"].steps >= 10
+    assert native["tiny-bf16"].warmup == by_name["tiny-fp32"].warmup
+    assert native["vitb32-bf16"].warmup == by_name["vitb32-fp32"].warmup
+    assert all(native[name] == row for name, row in by_name.items() if "bf16" not in name)
+    assert all(steps_for_machine(row, native_bf16=False) == row for row in ROWS)
+
+
+def test_command_line_steps_win_over_the_machine_choice() -> None:
+    plan = planned_rows(parse_args(["--rows", "tiny-bf16", "vitb32-bf16"]), cuda=False, native_bf16=True)
+    assert [(row.warmup, row.steps) for row, _ in plan] == [(5, 20), (2, 10)]
+    args = parse_args(["--rows", "tiny-bf16", "--steps", "4", "--warmup", "1"])
+    ((row, reason),) = planned_rows(args, cuda=False, native_bf16=True)
+    assert (row.warmup, row.steps, reason) == (1, 4, None)
+
+
 def test_rows_skipped_only_where_they_cannot_or_should_not_run() -> None:
     by_name = {row.name: row for row in ROWS}
     assert skip_reason(by_name["vitb16-fp16"], False, cuda=False, native_bf16=True).startswith(
@@ -155,9 +187,7 @@ def test_both_trainers_get_the_same_settings(tmp_path: Path) -> None:
 def test_speed_up_rows_change_only_what_they_name(compose_train) -> None:
     plain = {row.name: compose_train(f"model={row.preset}") for row in ROWS if not row.ours_overrides}
     variants = [row for row in ROWS if row.ours_overrides]
-    assert {"tiny-fp32-fused", "tiny-fp32-compile", "tiny-fp32-fast", "vitb32-fp32-fast"} <= {
-        row.name for row in variants
-    }
+    assert {"tiny-fp32-unfused", "tiny-fp32-compile", "vitb32-fp32-compile"} <= {row.name for row in variants}
     for row in variants:
         base = next(name for name, cfg in plain.items() if cfg.model.name == row.model)
         cfg = compose_train(f"model={row.preset}", *row.ours_overrides)

@@ -10,11 +10,13 @@ from typing import Any
 import lightning as L
 import open_clip
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.metrics import RetrievalRecall
 from fashion_clip.models.cached_accumulation import accumulate_contrastive_gradients, split_batch
+from fashion_clip.optim.fused import build_optimizer, fused_refusal
 from fashion_clip.optim.param_groups import param_groups
 
 
@@ -241,8 +243,15 @@ class ClipModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_recall("test")
 
+    def _fused_refusal(self) -> str | None:
+        """Why this run cannot use a fused optimizer (None: it can): its device, precision and clipping."""
+        clipping = bool(self.trainer.gradient_clip_val) or self.gradient_clip_val is not None
+        mixed = isinstance(self.trainer.precision_plugin, MixedPrecision)
+        return fused_refusal(self.device.type, mixed, clipping)
+
     def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(param_groups(self.model.named_parameters()))
+        groups = param_groups(self.model.named_parameters())
+        optimizer = build_optimizer(self.optimizer_factory, groups, self._fused_refusal())
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)

@@ -1,1 +1,1 @@
-"""Optimisation: AdamW parameter groups and the warmup-cosine schedule."""
+"""Optimisation: AdamW parameter groups, the fused AdamW default and its fallback, the LR schedule."""
