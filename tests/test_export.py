@@ -128,8 +128,8 @@ def test_cli_resolves_paths_from_the_launch_dir_and_rejects_another_architecture
     failed = run([*cli, f"ckpt_path={other}", "out=other.pt"], tmp_path)
     assert failed.returncode == 2
     assert "Traceback" not in failed.stderr
-    assert "unexpected" in failed.stderr and "shape mismatches" in failed.stderr
-    assert "model.name='FashionCLIP-Tiny'" in failed.stderr and "(model=...)" in failed.stderr
+    assert "does not fit model.name='FashionCLIP-Tiny'" in failed.stderr  # refused before any model is built
+    assert "shape mismatches" in failed.stderr and "model=tiny, vitb32" in failed.stderr
     assert not (tmp_path / "other.pt").exists()
 
 

@@ -101,3 +101,46 @@ def test_seeds_of_one_configuration_are_summarised_with_their_spread(tmp_path: P
 
 def test_no_seed_table_without_repeated_seeds(sweep: Path, tmp_path: Path) -> None:
     assert "Mean over seeds" not in report([sweep], tmp_path / "out")[".md"].read_text()
+
+
+def attribute_record(stage: str, colour: float, material: float) -> EvaluationRecord:
+    """An attributes record: overall numbers, two fields and one skipped field."""
+    overall = {
+        "p1": 0.5,
+        "p10": 0.4,
+        "mrr": 0.6,
+        "ndcg10": (colour + material) / 2,
+        "map10": 0.3,
+        "queries": 20,
+    }
+    fields = {
+        "colour/values": 12,
+        "colour/queries": 12,
+        "colour/ndcg10": colour,
+        "colour/p1": colour,
+        "material/values": 8,
+        "material/queries": 8,
+        "material/ndcg10": material,
+        "pattern/values": 1,
+    }
+    return EvaluationRecord(
+        "tiny", None, None, "infonce", "demo", "test", stage, "attributes", overall | fields
+    )
+
+
+def test_attribute_search_gets_its_columns_gains_by_field_and_chart_panel(tmp_path: Path) -> None:
+    write_results([attribute_record(BASE, 0.2, 0.4), attribute_record(FINETUNED, 0.5, 0.6)], tmp_path / "run")
+    written = report([tmp_path / "run"], tmp_path / "out")
+    with written[".csv"].open() as f:
+        finetuned = next(r for r in csv.DictReader(f) if r["stage"] == FINETUNED)
+    # the headline of attribute search is nDCG@10: (0.5 + 0.6) / 2 over (0.2 + 0.4) / 2
+    assert (finetuned["ndcg10"], finetuned["p10"], finetuned["vs_base"]) == ("0.5500", "0.4000", "+83.3%")
+    fields = written[".md"].read_text().split("## Attribute search by field")[1]
+    assert "| run | tiny | finetuned | colour | 12 | 12 | 0.5000 | - | - | 0.5000 | - | +150.0% |" in fields
+    assert "| run | tiny | finetuned | material | 8 | 8 | - | - | - | 0.6000 | - | +50.0% |" in fields
+    assert (
+        "| run | tiny | finetuned | (all) | - | 20 | 0.5000 | 0.4000 | 0.6000 | 0.5500 | 0.3000 | +83.3% |"
+        in fields
+    )
+    assert "| run | tiny | base | pattern | 1 | - | - | - | - | - | - | - |" in fields  # skipped: 1 value
+    assert written[".png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,10 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import CONFIG_DIR
-from fashion_clip.errors import ConfigError, exit_on_user_error
+from fashion_clip.errors import ConfigError, exit_on_user_error, hydra_cli
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model
 from fashion_clip.models.lora import LoraSettings, merge_lora
+from fashion_clip.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,9 @@ def from_launch_dir(root: str, value: str) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Console entry point; `model=` picks the architecture exactly as in training."""
+    preflight(cfg, "export")
     root = cfg.paths.root_dir
     example = "model=vitb32 ckpt_path=outputs/.../checkpoints/last.ckpt out=model.pt"
     export_open_clip(
@@ -110,6 +112,8 @@ def main(cfg: DictConfig) -> None:
         lora=instantiate(cfg.model.lora) if cfg.model.get("lora") else None,
     )
 
+
+main = hydra_cli(hydra_main)
 
 if __name__ == "__main__":
     main()

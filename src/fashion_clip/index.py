@@ -15,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.data.shard_spec import REMOTE_PREFIXES
-from fashion_clip.errors import ConfigError, exit_on_user_error
+from fashion_clip.errors import exit_on_user_error, hydra_cli
 from fashion_clip.evaluation.evaluator import resolve_device
 from fashion_clip.models.checkpoint import load_weights
+from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.index_file import refuse_existing, save_index
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
 from fashion_clip.retrieval.model_identity import identify
@@ -51,10 +52,7 @@ def stored_model_config(model: DictConfig, root: str) -> dict[str, Any]:
 
 def index_catalogue(cfg: DictConfig) -> Path:
     """Embed the catalogue at `source` with the configured model and write the index to `out`."""
-    if not cfg.source:
-        raise ConfigError(
-            "source is not set: pass source=data/demo/test (shards) or source=DIR (an image folder)"
-        )
+    preflight(cfg, "index")
     root = cfg.paths.root_dir
     out = Path(from_launch_dir(root, str(cfg.out)))
     refuse_existing(out, cfg.overwrite)
@@ -90,10 +88,12 @@ def index_catalogue(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="index")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Console entry point (`fashion-clip-index`)."""
     index_catalogue(cfg)
 
+
+main = hydra_cli(hydra_main)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fashion_clip.errors import exit_on_user_error
+from fashion_clip.evaluation.attribute_table import fields_markdown
 from fashion_clip.evaluation.comparison import ComparisonRow, columns, gather, to_csv, to_markdown
 from fashion_clip.evaluation.comparison_chart import plot_comparison
 from fashion_clip.evaluation.seed_summary import seeds_markdown, summarise_seeds
@@ -28,13 +29,14 @@ def print_rows(rows: list[ComparisonRow]) -> None:
 
 
 def write_report(rows: list[ComparisonRow], out_dir: str | Path) -> dict[str, Path]:
-    """comparison.{md,csv,png} in `out_dir`, each written to a temp name and renamed; the markdown ends
-    with the mean over seeds when a configuration ran with several."""
+    """comparison.{md,csv,png} in `out_dir`, each written to a temp name and renamed; the markdown adds
+    attribute search by field when a run has it and the mean over seeds when a configuration ran with
+    several."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    seeds = seeds_markdown(summarise_seeds(rows))
-    markdown = to_markdown(rows) + (f"\n{seeds}" if seeds else "")
+    sections = [to_markdown(rows), fields_markdown(rows), seeds_markdown(summarise_seeds(rows))]
+    markdown = "\n".join(section for section in sections if section)
     for suffix, text in ((".md", markdown), (".csv", to_csv(rows))):
         tmp = out / f".{REPORT_STEM}{suffix}.tmp"
         tmp.write_text(text)
@@ -48,9 +50,9 @@ def report(paths: list[str | Path], out_dir: str | Path | None = None) -> dict[s
     """Gather, print and write; the default output is the first directory given."""
     rows = gather(paths)
     print_rows(rows)
-    seeds = seeds_markdown(summarise_seeds(rows))
-    if seeds:
-        Console(width=220).print(seeds, markup=False)
+    for section in (fields_markdown(rows), seeds_markdown(summarise_seeds(rows))):
+        if section:
+            Console(width=220).print(section, markup=False)
     first = Path(paths[0])
     written = write_report(rows, out_dir or (first if first.is_dir() else first.parent))
     Console().print(f"wrote {', '.join(str(p) for p in written.values())}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -12,11 +13,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import CONFIG_DIR
-from fashion_clip.errors import exit_on_user_error
+from fashion_clip.errors import exit_on_user_error, hydra_cli
+from fashion_clip.evaluation.attribute_table import print_fields
+from fashion_clip.evaluation.category_report import write_category_reports
+from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device, split_spec
+from fashion_clip.evaluation.failure_gallery import check_gallery_size
+from fashion_clip.evaluation.gallery_page import GALLERY_NAME, write_gallery
 from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
 from fashion_clip.evaluation.results_table import print_records
 from fashion_clip.models.factory import ClipBundle
+from fashion_clip.preflight import preflight
 from fashion_clip.reporting import log_hyperparameters, write_before_after
 
 log = logging.getLogger(__name__)
@@ -31,8 +38,9 @@ def loss_name(cfg: DictConfig) -> str:
 
 def evaluate_stage(
     clip: ClipBundle, cfg: DictConfig, stage: str, checkpoint: str | None
-) -> list[EvaluationRecord]:
-    """The named protocols of `cfg.protocol` on the model as it is now, for the run's comparison rows."""
+) -> tuple[list[EvaluationRecord], EmbeddedSplit]:
+    """The named protocols of `cfg.protocol` on the model as it is now, for the run's comparison rows,
+    and the embedded split they scored (which the failure gallery ranks)."""
     ev = cfg.evaluation
     identity = {
         "model": cfg.model.name,
@@ -43,16 +51,31 @@ def evaluate_stage(
         "split": ev.split,
         "stage": stage,
     }
-    protocols = {name: instantiate(protocol) for name, protocol in cfg.protocol.items()}
+    protocols = {name: instantiate(protocol) for name, protocol in (cfg.get("protocol") or {}).items()}
     spec = split_spec(cfg.data, ev.split)
     device = resolve_device(ev.device)
-    records, _ = evaluate_bundle(clip, spec, protocols, identity, device, ev.batch_size, ev.num_workers)
-    print_records(records, f"{cfg.model.name} on {cfg.data.name}/{ev.split} ({stage})")
-    return records
+    records, split = evaluate_bundle(clip, spec, protocols, identity, device, ev.batch_size, ev.num_workers)
+    print_records(records, stage_title(cfg, stage))
+    print_fields(records)
+    return records, split
+
+
+def stage_title(cfg: DictConfig, stage: str) -> str:
+    """What was evaluated, for the printed tables and the gallery page."""
+    return f"{cfg.model.name} on {cfg.data.name}/{cfg.evaluation.split} ({stage})"
+
+
+def gallery_size(cfg: DictConfig) -> int | None:
+    """The gallery's queries per kind when `evaluation.gallery` is on (checked before training), else None."""
+    if not cfg.evaluation.get("gallery"):
+        return None
+    return check_gallery_size(cfg.evaluation.get("gallery_size"), "evaluation.gallery_size")
 
 
 def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, dict[str, float]]:
     """Build every part from the config, fit, and return test recall before and after training."""
+    preflight(cfg, "train")
+    gallery = gallery_size(cfg)
     L.seed_everything(cfg.seed, workers=True)
     clip = instantiate(cfg.model)
     datamodule = instantiate(
@@ -75,32 +98,55 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
 
     results: dict[str, dict[str, float]] = {}
     records: list[EvaluationRecord] = []
-    named_protocols = bool(cfg.get("protocol"))
+    splits: dict[str, EmbeddedSplit] = {}
+    # the gallery ranks the split the protocols embed, so it runs them (none named: embedding only)
+    score_stages = bool(cfg.get("protocol")) or gallery is not None
     if cfg.test_before_fit:
         results["before"] = trainer.test(module, datamodule=datamodule)[0]
-        if named_protocols and trainer.is_global_zero:
-            records += evaluate_stage(clip, cfg, BASE, None)
+        if score_stages and trainer.is_global_zero:
+            stage_records, split = evaluate_stage(clip, cfg, BASE, None)
+            records += stage_records
+            if gallery is not None:  # kept through training only when the gallery shows it
+                splits[BASE] = split
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         # testing the best checkpoint loads its weights into clip.model, which the protocols then score
         results["after"] = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)[0]
-        if named_protocols and trainer.is_global_zero:
-            records += evaluate_stage(clip, cfg, FINETUNED, best or None)
+        if score_stages and trainer.is_global_zero:
+            stage_records, splits[FINETUNED] = evaluate_stage(clip, cfg, FINETUNED, best or None)
+            records += stage_records
     if trainer.is_global_zero:
+        out_dir = Path(cfg.paths.output_dir)
         if results:
-            write_before_after(results, cfg.paths.output_dir)
+            write_before_after(results, out_dir)
         if records:
-            write_results(records, cfg.paths.output_dir)
+            write_results(records, out_dir)
+            write_category_reports(records, out_dir)
+        if gallery is not None:
+            write_stage_gallery(cfg, splits, gallery, out_dir)
     return results
+
+
+def write_stage_gallery(cfg: DictConfig, splits: dict[str, EmbeddedSplit], size: int, out_dir: Path) -> None:
+    """gallery.html of the last evaluated model, with the base model's top products beside when both ran."""
+    if not splits:
+        log.warning("evaluation.gallery=true but no test evaluation ran (test_after_fit=false): no gallery")
+        return
+    stage = FINETUNED if FINETUNED in splits else BASE
+    base = splits.get(BASE) if stage == FINETUNED else None
+    page = write_gallery(splits[stage], out_dir / GALLERY_NAME, size, stage_title(cfg, stage), stage, base)
+    log.info("wrote %s", page)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Console entry point (`fashion-clip-train`); Hydra handles overrides, sweeps and the run dir."""
     train(cfg)
 
+
+main = hydra_cli(hydra_main)
 
 if __name__ == "__main__":
     main()

@@ -12,13 +12,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import CONFIG_DIR
-from fashion_clip.errors import ConfigError, exit_on_user_error
+from fashion_clip.errors import ConfigError, exit_on_user_error, hydra_cli
 from fashion_clip.evaluate import training_loss
 from fashion_clip.evaluation.comparison import gather
 from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device, split_spec
 from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
 from fashion_clip.evaluation.results_table import print_records
 from fashion_clip.models.checkpoint import load_weights
+from fashion_clip.preflight import preflight
 from fashion_clip.report import write_report
 
 State = Mapping[str, torch.Tensor]
@@ -52,6 +53,7 @@ def stage_name(alpha: float) -> str:
 
 def wise(cfg: DictConfig) -> list[EvaluationRecord]:
     """Evaluate every interpolation on one embedding pass each, then write results and the comparison."""
+    preflight(cfg, "wise")
     alphas = check_alphas(cfg.alphas)
     spec = split_spec(cfg.data, cfg.split)
     L.seed_everything(cfg.seed)
@@ -87,10 +89,12 @@ def wise(cfg: DictConfig) -> list[EvaluationRecord]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="wise")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Console entry point (`fashion-clip-wise`)."""
     wise(cfg)
 
+
+main = hydra_cli(hydra_main)
 
 if __name__ == "__main__":
     main()

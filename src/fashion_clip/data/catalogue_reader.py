@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 Transform = Callable[[Image.Image], torch.Tensor]
 
 
+def metadata_strings(meta: dict[str, Any]) -> dict[str, str]:
+    """The json's non-empty text fields (category, colour, ...) but the product id, for attribute search."""
+    return {
+        name: value.strip()
+        for name, value in meta.items()
+        if isinstance(value, str) and value.strip() and name != "product_id"
+    }
+
+
 def catalogue_item(
     image: torch.Tensor, key: str, meta: dict[str, Any], captions: list[str], source: str, skipped: int
 ) -> dict[str, Any]:
@@ -33,6 +42,7 @@ def catalogue_item(
         "key": key,
         "product_id": str(meta.get("product_id", key)),
         "category": meta.get("category"),
+        "attributes": metadata_strings(meta),
         "captions": captions,
         "source": source,
         "skipped": skipped,
@@ -124,7 +134,7 @@ class FolderCatalogue(torch.utils.data.IterableDataset):
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack images and list metadata (strings do not batch); `skipped` totals every item's skips."""
     real = [item for item in items if item["image"] is not None]
-    keys = ("key", "product_id", "category", "captions", "source")
+    keys = ("key", "product_id", "category", "attributes", "captions", "source")
     batch: dict[str, Any] = {k: [item[k] for item in real] for k in keys}
     batch["image"] = torch.stack([item["image"] for item in real]) if real else None
     batch["skipped"] = sum(item["skipped"] for item in items)

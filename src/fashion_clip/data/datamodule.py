@@ -16,7 +16,7 @@ from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
 from fashion_clip.data.resumable_loader import ResumableLoader
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
-from fashion_clip.data.shard_spec import count_samples, resolve_shards
+from fashion_clip.data.shard_spec import count_samples, resolve_shards, shard_sizes
 from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
@@ -26,6 +26,30 @@ def every_nth(samples: Iterable[dict], start: int, step: int) -> Iterator[dict]:
     """Split evaluation data across ranks by sample, not shard, so no rank is left without samples
     when a split has fewer shards than ranks (the recall metric's gather needs every rank to have some)."""
     return itertools.islice(samples, start, None, step)
+
+
+def epoch_length(sizes: Sequence[int], world: int, workers: int, batch_size: int) -> int:
+    """Train batches per epoch on every rank: a lower bound of what any rank's workers yield in any epoch.
+
+    Each epoch deals the shuffled shards to ranks, so a rank holds at least the `len(sizes) // world`
+    smallest shards; each worker drops its own last partial batch (under `batch_size` samples). Every
+    rank stopping at this same count is what keeps DDP ranks from waiting on each other forever, and an
+    epoch shorter than its declared length would end before Lightning runs validation.
+    """
+    if len(sizes) < world:
+        raise ConfigError(
+            f"data.train has {len(sizes)} shards for {world} ranks, so a rank would get none: write the "
+            "split as more, smaller shards (at least one per rank) or set data.resampled=true"
+        )
+    smallest = sum(sorted(sizes)[: len(sizes) // world])
+    length = math.ceil((smallest - workers * (batch_size - 1)) / batch_size)
+    if length < 1 and world > 1:
+        raise ConfigError(
+            f"data.train: a rank can get as few as {smallest} samples per epoch ({len(sizes) // world} of "
+            f"the {len(sizes)} shards), too few for one batch of data.batch_size={batch_size} on each of "
+            f"data.num_workers={workers} workers; lower them or set data.resampled=true"
+        )
+    return max(1, length)
 
 
 class WebDatasetDataModule(L.LightningDataModule):
@@ -127,11 +151,13 @@ class WebDatasetDataModule(L.LightningDataModule):
             resampled_batches = math.ceil(budget / (self.batch_size * world * workers))
             length = resampled_batches * workers
         elif samples is not None:
-            # each worker drops its own last partial batch (at most batch_size - 1 samples), so the full
-            # batches are at least this; an epoch shorter than its declared length would end before
-            # Lightning runs validation, while a lower bound only leaves a few samples unseen per epoch
-            droppable = workers * (self.batch_size - 1)
-            length = max(1, math.ceil((samples / world - droppable) / self.batch_size))
+            length = epoch_length(shard_sizes(spec), world, workers, self.batch_size)
+        elif world > 1:
+            raise ConfigError(
+                f"data.train={spec!r} has no manifest, so {world} ranks cannot agree on an epoch length and "
+                "one would wait forever for the others: give a split directory with a manifest.json or set "
+                "data.resampled=true data.samples_per_epoch=N"
+            )
         return EpochStream(
             resolve_shards(spec, "train"),
             DecodeOrSkip(self.train_transform, random_caption=True),

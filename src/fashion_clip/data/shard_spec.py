@@ -38,10 +38,16 @@ def resolve_shards(spec: str | Sequence[str], split: str = "train") -> list[str]
     return urls
 
 
-def count_samples(spec: str | Sequence[str]) -> int | None:
-    """Samples in a split when every part is a manifest directory; None when the size is unknown."""
+def shard_sizes(spec: str | Sequence[str]) -> list[int] | None:
+    """Samples per shard when every part is a manifest directory; None when the sizes are unknown."""
     specs = [spec] if isinstance(spec, str) else list(spec)
     dirs = [Path(str(s)).expanduser() for s in specs]
     if not all(d.is_dir() for d in dirs):
         return None
-    return sum(read_manifest(d).num_samples for d in dirs)
+    return [shard.samples for d in dirs for shard in read_manifest(d).shards]
+
+
+def count_samples(spec: str | Sequence[str]) -> int | None:
+    """Samples in a split when every part is a manifest directory; None when the size is unknown."""
+    sizes = shard_sizes(spec)
+    return None if sizes is None else sum(sizes)

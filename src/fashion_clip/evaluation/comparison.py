@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,20 @@ from fashion_clip.evaluation.results_table import METRIC_COLUMNS, format_metric
 ID_COLUMNS = ("run", "model", "loss", "data", "split", "stage", "protocol")
 
 
+# the one number a protocol is ranked by: mean recall for retrieval, top-1 for classification, nDCG@10
+# for attribute search
+HEADLINES = {"mean_recall": "mean recall", "top1": "top-1 accuracy", "ndcg10": "nDCG@10"}
+
+
+def headline_metric(metrics: Mapping[str, float]) -> str | None:
+    """The headline key among `metrics` (a protocol's totals or one category's), or None."""
+    return next((name for name in HEADLINES if name in metrics), None)
+
+
 def headline(record: EvaluationRecord) -> float | None:
-    """The one number a protocol is ranked by: mean recall for retrieval, top-1 for classification."""
-    return record.metrics.get("mean_recall", record.metrics.get("top1"))
+    """The record's headline value (see HEADLINES)."""
+    name = headline_metric(record.metrics)
+    return None if name is None else record.metrics[name]
 
 
 @dataclass(frozen=True)
@@ -28,13 +39,15 @@ class ComparisonRow:
     run: str
     record: EvaluationRecord
     gain: float | None
+    # the base evaluation the gain is measured against, for gains of other metrics than the headline
+    base: EvaluationRecord | None = None
 
     def cells(self) -> list[str]:
         """Text cells in `columns()` order, for markdown and CSV alike."""
         r = self.record
         ids = [self.run, r.model, r.loss or "-", r.data, r.split, r.stage, r.protocol]
         metrics = [format_metric(r.metrics.get(c)) for c in METRIC_COLUMNS]
-        return ids + metrics + ["-" if self.gain is None else f"{self.gain:+.1%}"]
+        return ids + metrics + [format_gain(self.gain)]
 
 
 def columns() -> list[str]:
@@ -73,12 +86,21 @@ def _base_for(record: EvaluationRecord, bases: list[EvaluationRecord]) -> Evalua
     return (same_run or same or [None])[0]
 
 
+def relative_gain(value: float | None, reference: float | None) -> float | None:
+    """value / reference - 1, or None where either is missing or the reference is zero."""
+    return None if value is None or not reference else value / reference - 1.0
+
+
+def format_gain(gain: float | None) -> str:
+    """A signed percentage, or a dash where there is no gain."""
+    return "-" if gain is None else f"{gain:+.1%}"
+
+
 def _gain(record: EvaluationRecord, base: EvaluationRecord | None) -> float | None:
     """Relative improvement of the headline metric; undefined for base rows and a zero baseline."""
     if record.stage == BASE or base is None:
         return None
-    value, reference = headline(record), headline(base)
-    return None if value is None or not reference else value / reference - 1.0
+    return relative_gain(headline(record), headline(base))
 
 
 def compare(records: Iterable[EvaluationRecord]) -> list[ComparisonRow]:
@@ -86,10 +108,10 @@ def compare(records: Iterable[EvaluationRecord]) -> list[ComparisonRow]:
     records = list(records)
     root = Path(os.path.commonpath([Path(r.source).parent.resolve() for r in records]))
     bases = [r for r in records if r.stage == BASE]
-    rows = [
-        ComparisonRow(_run_label(str(Path(r.source).resolve()), root), r, _gain(r, _base_for(r, bases)))
-        for r in records
-    ]
+    rows = []
+    for r in records:
+        base = None if r.stage == BASE else _base_for(r, bases)
+        rows.append(ComparisonRow(_run_label(str(Path(r.source).resolve()), root), r, _gain(r, base), base))
     return sorted(
         rows, key=lambda row: (row.record.protocol, row.record.model, row.record.loss or "", row.run)
     )

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless: reports are made on servers and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fashion_clip.evaluation.comparison import ComparisonRow, headline  # noqa: E402
+from fashion_clip.evaluation.comparison import HEADLINES, ComparisonRow, headline, headline_metric  # noqa: E402
 
 RUN_LABEL_CHARS = 40
 
@@ -24,7 +24,7 @@ def bar_label(row: ComparisonRow) -> str:
 
 
 def plot_comparison(rows: Sequence[ComparisonRow], out: str | Path) -> Path:
-    """Horizontal bars per protocol (mean recall, or top-1 for zeroshot), saved as PNG."""
+    """Horizontal bars per protocol (its headline metric: mean recall, top-1, nDCG@10), saved as PNG."""
     protocols = sorted({row.record.protocol for row in rows})
     heights = [sum(1 for row in rows if row.record.protocol == p) for p in protocols]
     figure, axes = plt.subplots(
@@ -41,8 +41,8 @@ def plot_comparison(rows: Sequence[ComparisonRow], out: str | Path) -> Path:
         axis.barh([bar_label(row) for row in panel], values, color=colours)
         axis.invert_yaxis()
         axis.set_xlim(0, 1)
-        metric = "top-1 accuracy" if protocol == "zeroshot" else "mean recall"
-        axis.set_title(f"{protocol}: {metric}", loc="left")
+        metric = headline_metric(panel[0].record.metrics)
+        axis.set_title(f"{protocol}: {HEADLINES.get(metric, 'no headline metric')}", loc="left")
         for y, value in enumerate(values):
             axis.text(min(value + 0.01, 0.9), y, f"{value:.3f}", va="center", fontsize=8)
         axis.tick_params(axis="y", labelsize=7)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -41,8 +41,12 @@ class EmbeddedSplit:
     caption_features: torch.Tensor
     captions: list[CaptionRecord]
     skipped: int = 0
+    # each image's json text fields (colour, material, ...) for attribute search; empty: none were read
+    attributes: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.attributes and len(self.attributes) != len(self.images):
+            raise ValueError(f"{len(self.attributes)} attribute rows for {len(self.images)} images")
         if self.image_features.shape[0] != len(self.images):
             raise ValueError(f"{self.image_features.shape[0]} image features for {len(self.images)} images")
         if self.caption_features.shape[0] != len(self.captions):

@@ -79,7 +79,7 @@ def embed_catalogue(
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_items
         )
-        features, records, captions, skipped = [], [], [], 0
+        features, records, attributes, captions, skipped = [], [], [], [], 0
         for batch in tqdm(loader, desc=f"{description}: images", unit="batch"):
             skipped += batch["skipped"]
             if batch["image"] is None:
@@ -93,6 +93,7 @@ def embed_catalogue(
                         key, batch["product_id"][i], batch["category"][i], caps[0], batch["source"][i]
                     )
                 )
+                attributes.append(batch["attributes"][i])
                 captions.append((batch["product_id"][i], caps))
         if not records:
             raise MissingInputError(
@@ -106,4 +107,6 @@ def embed_catalogue(
             if texts
             else torch.zeros(0, features[0].shape[1])
         )
-        return EmbeddedSplit(torch.cat(features), records, caption_features, caption_records, skipped)
+        return EmbeddedSplit(
+            torch.cat(features), records, caption_features, caption_records, skipped, attributes
+        )

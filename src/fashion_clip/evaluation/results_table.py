@@ -11,7 +11,8 @@ from fashion_clip.evaluation.results_file import EvaluationRecord
 
 RECALL_COLUMNS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean_recall")
 CLASSIFICATION_COLUMNS = ("top1", "top5")
-METRIC_COLUMNS = RECALL_COLUMNS + CLASSIFICATION_COLUMNS
+RANKING_COLUMNS = ("p1", "p10", "mrr", "ndcg10", "map10")
+METRIC_COLUMNS = RECALL_COLUMNS + CLASSIFICATION_COLUMNS + RANKING_COLUMNS
 
 
 def format_metric(value: float | None) -> str:

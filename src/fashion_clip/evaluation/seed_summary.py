@@ -54,7 +54,7 @@ def seeds_markdown(summaries: Sequence[SeedSummary]) -> str:
     if all(len(s.values) < 2 for s in summaries):
         return ""
     lines = [
-        "## Mean over seeds (headline metric: mean recall, or top-1 for classification)",
+        "## Mean over seeds (headline metric: mean recall, top-1 for classification, nDCG@10 for attributes)",
         "",
         f"| {' | '.join(SUMMARY_COLUMNS)} |",
         f"|{'---|' * len(SUMMARY_COLUMNS)}",

@@ -49,7 +49,7 @@ def _chunk_hits(
     return gallery_ids[top] == chunk_ids[:, None]
 
 
-def recall_at_k(
+def query_hits(
     queries: torch.Tensor,
     gallery: torch.Tensor,
     query_ids: torch.Tensor,
@@ -57,7 +57,8 @@ def recall_at_k(
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = 1024,
 ) -> dict[int, torch.Tensor]:
-    """Fraction of queries with a same-product item in their top k, since one caption fits many images.
+    """Per query, whether a same-product item is in its top k: the rows recall averages, kept apart so
+    they can also be averaged per category.
 
     Inputs are L2-normalised here (in float32, on the inputs' device), so ranking is by cosine
     similarity whatever the caller passes; similarities are built `chunk_size` query rows at a time,
@@ -73,13 +74,27 @@ def recall_at_k(
     gallery = F.normalize(gallery.to(device).float(), dim=-1)
     query_ids, gallery_ids = query_ids.to(device), gallery_ids.to(device)
     depth = min(max(ks), gallery.shape[0])
-    hit_counts = torch.zeros(len(ks), dtype=torch.long, device=device)
+    chunks = []
     for start in range(0, queries.shape[0], chunk_size):
         stop = start + chunk_size
         hits = _chunk_hits(queries[start:stop], gallery, query_ids[start:stop], gallery_ids, depth)
-        hit_counts += torch.stack([hits[:, :k].any(dim=1).sum() for k in ks])
-    recalls = hit_counts.float() / queries.shape[0]
-    return {k: recalls[i] for i, k in enumerate(ks)}
+        chunks.append(torch.stack([hits[:, :k].any(dim=1) for k in ks], dim=1))
+    rows = torch.cat(chunks)
+    return {k: rows[:, i] for i, k in enumerate(ks)}
+
+
+def recall_at_k(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    query_ids: torch.Tensor,
+    gallery_ids: torch.Tensor,
+    ks: Sequence[int] = (1, 5, 10),
+    chunk_size: int = 1024,
+) -> dict[int, torch.Tensor]:
+    """Fraction of queries with a same-product item in their top k, since one caption fits many images
+    (`query_hits` averaged over the queries)."""
+    hits = query_hits(queries, gallery, query_ids, gallery_ids, ks, chunk_size)
+    return {k: rows.float().mean() for k, rows in hits.items()}
 
 
 class RetrievalRecall(Metric):

@@ -43,6 +43,19 @@ def _pretrained_help(name: str, pretrained: str) -> str:
     )
 
 
+def check_pretrained(name: str, pretrained: str | None) -> None:
+    """The model exists in open_clip and `pretrained` is a local file or one of its tags, checked before
+    anything is built or downloaded."""
+    if name not in open_clip.list_models():
+        raise ConfigError(f"model.name='{name}' is not an open_clip model; see open_clip.list_models()")
+    if (
+        pretrained
+        and not Path(pretrained).is_file()
+        and pretrained not in (open_clip.list_pretrained_tags_by_model(name))
+    ):
+        raise MissingInputError(_pretrained_help(name, pretrained))
+
+
 def create_model(
     name: str,
     pretrained: str | None = None,
@@ -56,14 +69,7 @@ def create_model(
     `controls` are the other fine-tuning switches of `fashion_clip.models.controls.apply_controls`
     (tower locks, LoRA, channels-last, compile), applied in its fixed order after the weights load.
     """
-    if name not in open_clip.list_models():
-        raise ConfigError(f"model.name='{name}' is not an open_clip model; see open_clip.list_models()")
-    if (
-        pretrained
-        and not Path(pretrained).is_file()
-        and pretrained not in (open_clip.list_pretrained_tags_by_model(name))
-    ):
-        raise MissingInputError(_pretrained_help(name, pretrained))
+    check_pretrained(name, pretrained)
     try:
         model, train_tf, val_tf = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir, force_image_size=force_image_size

@@ -1,7 +1,9 @@
-"""A self-contained HTML page of search results: thumbnails (base64 JPEG), captions and scores."""
+"""Self-contained HTML pages of search results (and the failure gallery): thumbnails (base64 JPEG),
+captions and scores."""
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import tarfile
@@ -24,16 +26,28 @@ STYLE = (
     ".card img{width:192px;height:192px;object-fit:contain;background:#f4f4f4}"
     ".missing{width:192px;height:192px;background:#eee;color:#888;display:flex;align-items:center;"
     "justify-content:center}"
+    ".query{border-top:2px solid #444;margin-top:2em;padding-top:.5em}"
+    ".label{font-weight:bold;margin:.8em 0 .3em}"
+    ".truth{border:2px solid #1f77b4}"
+    ".same{color:#2e7d32}.other{color:#c62828}"
 )
+THUMBNAIL_CACHE = 512
+
+
+@functools.lru_cache(maxsize=THUMBNAIL_CACHE)
+def record_thumbnail(source: str, key: str) -> str | None:
+    """An image as a data URI, or None (with a warning) when it cannot be read back; cached, since a
+    page often shows one product several times."""
+    try:
+        return thumbnail_data_uri(read_catalogue_image(source, key))
+    except (OSError, KeyError, ValueError, tarfile.TarError) as e:  # moved shard, remote source, bad bytes
+        log.warning("no thumbnail for %s in %s: %s", key, source, e)
+        return None
 
 
 def hit_thumbnail(hit: ProductHit) -> str | None:
-    """The hit's image as a data URI, or None (with a warning) when it cannot be read back."""
-    try:
-        return thumbnail_data_uri(read_catalogue_image(hit.record.source, hit.record.key))
-    except (OSError, KeyError, ValueError, tarfile.TarError) as e:  # moved shard, remote source, bad bytes
-        log.warning("no thumbnail for %s in %s: %s", hit.record.key, hit.record.source, e)
-        return None
+    """The hit's image as a data URI, or None when it cannot be read back."""
+    return record_thumbnail(hit.record.source, hit.record.key)
 
 
 def image_tag(uri: str | None, alt: str) -> str:
@@ -43,15 +57,25 @@ def image_tag(uri: str | None, alt: str) -> str:
     return f'<img src="{uri}" alt="{html.escape(alt)}">'
 
 
-def result_card(hit: ProductHit, uri: str | None) -> str:
-    """One product: thumbnail, rank, score, product id, category, caption and where the image lives."""
+def result_card(hit: ProductHit, uri: str | None, note: str = "", css: str = "card") -> str:
+    """One product: thumbnail, rank, score, product id, category, caption and where the image lives;
+    `note` (already HTML) adds a line, `css` the card's classes."""
     r = hit.record
     return (
-        f'<div class="card">{image_tag(uri, r.caption)}'
+        f'<div class="{css}">{image_tag(uri, r.caption)}'
         f"<div><b>#{hit.rank}</b> score {hit.score:.4f}</div>"
-        f"<div>{html.escape(r.product_id)} &middot; {html.escape(r.category or '-')}</div>"
+        f"<div>{html.escape(r.product_id)} &middot; {html.escape(r.category or '-')}</div>{note}"
         f"<div>{html.escape(r.caption)}</div>"
         f'<div style="color:#888">{html.escape(image_location(r.source, r.key))}</div></div>'
+    )
+
+
+def html_document(title: str, body: str) -> str:
+    """A whole page around `body`: inline style, no script and nothing fetched, so it opens offline."""
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{GENERATOR_TAG}'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
 
 
@@ -59,11 +83,7 @@ def render_page(title: str, hits: list[ProductHit], query_image: str | None = No
     """The whole page; an image query is shown above its results."""
     query = f"<h2>query</h2>{image_tag(query_image, 'query image')}" if query_image else ""
     cards = "".join(result_card(hit, hit_thumbnail(hit)) for hit in hits)
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{GENERATOR_TAG}'
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        f'<body><h1>{html.escape(title)}</h1>{query}<div class="grid">{cards}</div></body></html>\n'
-    )
+    return html_document(title, f'{query}<div class="grid">{cards}</div>')
 
 
 def written_by_search(path: Path) -> bool:
@@ -72,19 +92,20 @@ def written_by_search(path: Path) -> bool:
         return GENERATOR_TAG.encode() in f.read(MARKER_BYTES)
 
 
-def refuse_foreign_file(path: Path) -> None:
-    """Stop when the page would replace a file this tool did not write (checked before any work)."""
+def refuse_foreign_file(path: Path, key: str = "--html") -> None:
+    """Stop when the page would replace a file this tool did not write (checked before any work);
+    `key` is the option that named the file."""
     if path.exists() and (path.is_dir() or not written_by_search(path)):
         raise ConfigError(
-            f"--html '{path}' already exists and is not a page written by {GENERATOR}: "
+            f"{key} '{path}' already exists and is not a page written by {GENERATOR}: "
             f"give another file name or remove it"
         )
 
 
-def write_page(path: str | Path, page: str) -> Path:
+def write_page(path: str | Path, page: str, key: str = "--html") -> Path:
     """Write the page atomically; replace an earlier results page, never any other file."""
     path = Path(path)
-    refuse_foreign_file(path)
+    refuse_foreign_file(path, key)
     with atomic_output(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
