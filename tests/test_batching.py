@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import webdataset as wds
 from PIL import Image
 
 from fashion_clip.data.batching import (
@@ -23,7 +22,6 @@ from fashion_clip.data.batching import (
 )
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.samples import product_key
-from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.data.shard_writer import ShardSink
 from fashion_clip.errors import ConfigError
 from fashion_clip.models.factory import create_clip
@@ -170,27 +168,33 @@ def test_composed_train_batches_are_full_and_count_corrupt_samples(
 
 
 @pytest.mark.parametrize("batching", ["random", "product_unique", "category_hard"])
-def test_ranks_split_composed_epochs_without_overlap(small_catalogue, tiny_clip, batching) -> None:
-    """Each rank composes from its own shards: two ranks together see each sample at most once."""
-    urls = resolve_shards(str(small_catalogue / "demo" / "train"))
-    catalogue = collections.Counter(
-        product_key(json.loads(s["json"])["product_id"])
-        for s in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
-    )
+def test_ranks_split_composed_epochs_without_overlap(tmp_path: Path, tiny_clip, batching) -> None:
+    """Each rank composes from its own shards: two ranks together see each sample at most once, and
+    both stop at the same epoch length."""
+    samples = [_sample(i, _jpeg((i, 0, 0)), f"p{i // 3}", CATEGORIES[(i // 3) % 3]) for i in range(60)]
+    with ShardSink(tmp_path / "train", "fixture", shard_size=10) as sink:
+        for sample in samples:
+            sink.write(sample)
+    catalogue = collections.Counter(product_key(f"p{i // 3}") for i in range(60))
     seen: collections.Counter[int] = collections.Counter()
+    lengths = []
     for rank in (0, 1):
         module = WebDatasetDataModule(
-            train=str(small_catalogue / "demo" / "train"),
-            batch_size=8,
+            train=str(tmp_path / "train"),
+            batch_size=4,
             num_workers=0,
             batching=batching,
+            shuffle_buffer=8,
             train_transform=tiny_clip.train_transform,
             val_transform=tiny_clip.val_transform,
             tokenizer=tiny_clip.tokenizer,
         )
         module._rank, module._world_size = (lambda r=rank: r), (lambda: 2)
-        batches = list(module.train_dataloader())  # shards split unevenly by rank: lengths differ (issue 16)
-        assert batches
+        loader = module.train_dataloader()
+        batches = list(loader)
+        assert len(batches) == len(loader)
+        lengths.append(len(loader))
         seen.update(p for b in batches for p in b["product"].tolist())
+    assert lengths[0] == lengths[1] == 7  # 30 samples per rank, at most 3 left in a partial batch
     assert not seen - catalogue
-    assert seen.total() > catalogue.total() - 2 * 8 * 2
+    assert seen.total() == 2 * 7 * 4
