@@ -102,8 +102,12 @@ def ddp_train(split: Path, run_dir: Path, *overrides: str) -> subprocess.Complet
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
-def test_two_ranks_on_uneven_shards_finish_every_epoch(tmp_path: Path) -> None:
-    done = ddp_train(write_uneven_split(tmp_path / "split"), tmp_path / "run")
+@pytest.mark.parametrize("batching", ["random", "category_hard"])
+def test_two_ranks_on_uneven_shards_finish_every_epoch(tmp_path: Path, batching: str) -> None:
+    """Also with composed batches and product positives: ids gathered across ranks in a real DDP run."""
+    split = write_uneven_split(tmp_path / "split")
+    overrides = [f"data.batching={batching}"] + (["loss.positives=product"] if batching != "random" else [])
+    done = ddp_train(split, tmp_path / "run", *overrides)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MEMBER: 2/2" in done.stderr + done.stdout
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
