@@ -130,6 +130,27 @@ def test_keyed_samples_skip_and_count_corrupt_ones(caplog) -> None:
     assert "skipping corrupt sample 000000001" in caplog.text
 
 
+def train_module(
+    tmp_path: Path, samples: list[dict], clip, batching: str, shuffle_buffer: int
+) -> WebDatasetDataModule:
+    """A data module of batch 4, no workers, over `samples` written (once) as shards of 10."""
+    split = tmp_path / "train"
+    if not split.is_dir():
+        with ShardSink(split, "fixture", shard_size=10) as sink:
+            for sample in samples:
+                sink.write(sample)
+    return WebDatasetDataModule(
+        train=str(split),
+        batch_size=4,
+        num_workers=0,
+        batching=batching,
+        shuffle_buffer=shuffle_buffer,
+        train_transform=clip.train_transform,
+        val_transform=clip.val_transform,
+        tokenizer=clip.tokenizer,
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny_clip():
     return create_clip("FashionCLIP-Tiny")
@@ -142,20 +163,7 @@ def test_composed_train_batches_are_full_and_count_corrupt_samples(
     samples = [_sample(i, _jpeg((i, 0, 0)), f"p{i // 3}", CATEGORIES[i % 2]) for i in range(30)]
     samples[4]["jpg"] = b"truncated"
     samples[17]["json"] = b"{"
-    with ShardSink(tmp_path / "train", "fixture", shard_size=10) as sink:
-        for sample in samples:
-            sink.write(sample)
-    module = WebDatasetDataModule(
-        train=str(tmp_path / "train"),
-        batch_size=4,
-        num_workers=0,
-        batching=batching,
-        shuffle_buffer=1,
-        train_transform=tiny_clip.train_transform,
-        val_transform=tiny_clip.val_transform,
-        tokenizer=tiny_clip.tokenizer,
-    )
-    loader = module.train_dataloader()
+    loader = train_module(tmp_path, samples, tiny_clip, batching, shuffle_buffer=1).train_dataloader()
     batches = list(loader)
     assert len(batches) == len(loader) and all(len(b["image"]) == 4 for b in batches)
     assert sum(int(b["skipped"]) for b in batches) == 2
@@ -172,23 +180,11 @@ def test_ranks_split_composed_epochs_without_overlap(tmp_path: Path, tiny_clip, 
     """Each rank composes from its own shards: two ranks together see each sample at most once, and
     both stop at the same epoch length."""
     samples = [_sample(i, _jpeg((i, 0, 0)), f"p{i // 3}", CATEGORIES[(i // 3) % 3]) for i in range(60)]
-    with ShardSink(tmp_path / "train", "fixture", shard_size=10) as sink:
-        for sample in samples:
-            sink.write(sample)
     catalogue = collections.Counter(product_key(f"p{i // 3}") for i in range(60))
     seen: collections.Counter[int] = collections.Counter()
     lengths = []
     for rank in (0, 1):
-        module = WebDatasetDataModule(
-            train=str(tmp_path / "train"),
-            batch_size=4,
-            num_workers=0,
-            batching=batching,
-            shuffle_buffer=8,
-            train_transform=tiny_clip.train_transform,
-            val_transform=tiny_clip.val_transform,
-            tokenizer=tiny_clip.tokenizer,
-        )
+        module = train_module(tmp_path, samples, tiny_clip, batching, shuffle_buffer=8)
         module._rank, module._world_size = (lambda r=rank: r), (lambda: 2)
         loader = module.train_dataloader()
         batches = list(loader)
