@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m fashion_clip.data.demo_catalogue --out data/demo
+	$(BIN)/python -m fashion_clip.demo.catalogue --out data/demo
 	$(BIN)/python -m fashion_clip.train experiment=demo $(ARGS)
 
 # the harder catalogue behind `data=demo_hard` / `experiment=demo_hard` (skips when already complete)
 demo-hard-data: $(STAMP)
-	$(BIN)/python -m fashion_clip.data.demo_catalogue --out data/demo_hard --hard
+	$(BIN)/python -m fashion_clip.demo.catalogue --out data/demo_hard --hard
 
 train: $(STAMP)
 	$(BIN)/python -m fashion_clip.train $(ARGS)

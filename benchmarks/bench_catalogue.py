@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from fashion_clip.data.demo_catalogue import catalogue_is_complete, generate_demo_catalogue
+from fashion_clip.demo.catalogue import catalogue_is_complete, generate_demo_catalogue
 
 SHARD_SIZE = 128  # small shards, so shards split evenly between data workers
 VIEWS_PER_PRODUCT = 2  # the demo renderer draws 2-3 views per product: at least 2

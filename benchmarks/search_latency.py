@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fashion_clip.data.demo_catalogue import catalogue_is_complete, generate_demo_catalogue
+from fashion_clip.demo.catalogue import catalogue_is_complete, generate_demo_catalogue
 from fashion_clip.models.factory import create_clip
 from fashion_clip.retrieval.atomic_output import atomic_output
 from fashion_clip.retrieval.image_search import TorchSearcher

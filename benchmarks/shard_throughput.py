@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fashion_clip.data.demo_catalogue import plan_products, render_views
 from fashion_clip.data.manifest import read_manifest
-from fashion_clip.data.shards import main as write_shards
+from fashion_clip.demo.catalogue import plan_products, render_views
+from fashion_clip.ingest.sources.json_mapping import main as write_shards
 
 
 def build_fixture(root: Path, images: int, size: int) -> Path:

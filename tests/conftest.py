@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from fashion_clip.config import CONFIG_DIR
-from fashion_clip.data.demo_catalogue import generate_demo_catalogue
+from fashion_clip.demo.catalogue import generate_demo_catalogue
 
 SMALL_CATALOGUE = {"train": 48, "val": 16, "test": 16}
 

@@ -22,8 +22,8 @@ from fashion_clip.data.batching import (
 )
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.samples import product_key
-from fashion_clip.data.shard_writer import ShardSink
 from fashion_clip.errors import ConfigError
+from fashion_clip.ingest.shard_writer import ShardSink
 from fashion_clip.models.factory import create_clip
 
 CATEGORIES = ("dress", "jacket", "boots", "scarf", "hat", "skirt")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from raw_catalogue import mapping, write_json
 
-from fashion_clip.data import shards
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
+from fashion_clip.ingest.sources import json_mapping as shards
 
 
 @pytest.mark.parametrize("preset", ["fashiongen", "indofashion"])

@@ -14,7 +14,7 @@ from fashion_clip.data.datamodule import WebDatasetDataModule, every_nth
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
-from fashion_clip.data.shard_writer import ShardSink
+from fashion_clip.ingest.shard_writer import ShardSink
 from fashion_clip.models.factory import create_clip
 
 

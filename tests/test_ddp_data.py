@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from fashion_clip.data.datamodule import epoch_length
-from fashion_clip.data.shard_writer import ShardSink
 from fashion_clip.errors import ConfigError
+from fashion_clip.ingest.shard_writer import ShardSink
 
 
 def full_batches(sizes: list[int], batch: int) -> int:

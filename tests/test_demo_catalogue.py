@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fashion_clip.data.demo_catalogue import (
+from fashion_clip.data.manifest import read_manifest, sha256_file
+from fashion_clip.demo.catalogue import (
     CATEGORIES,
     COLOURS,
     DEFAULT_PRODUCTS,
@@ -23,7 +24,6 @@ from fashion_clip.data.demo_catalogue import (
     plan_products,
     render_views,
 )
-from fashion_clip.data.manifest import read_manifest, sha256_file
 
 SMALL = {"train": 30, "val": 8, "test": 8}
 SIZE = 64

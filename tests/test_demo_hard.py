@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_clip.data.demo_catalogue import (
+from fashion_clip.data.manifest import read_manifest
+from fashion_clip.demo.catalogue import (
     HARD,
     HARD_PRODUCTS,
     SPLITS,
@@ -19,8 +20,7 @@ from fashion_clip.data.demo_catalogue import (
     main,
     plan_products,
 )
-from fashion_clip.data.demo_hard import COMPOSITIONS, sentence_count
-from fashion_clip.data.manifest import read_manifest
+from fashion_clip.demo.hard_captions import COMPOSITIONS, sentence_count
 
 SMALL = {"train": 20, "val": 12, "test": 12}
 SIZE = 32

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from raw_catalogue import fashiongen_raw, metadata, write_pickle, write_png
 
-from fashion_clip.data import fashiongen, shards
 from fashion_clip.data.manifest import read_manifest
+from fashion_clip.ingest.sources import fashiongen
+from fashion_clip.ingest.sources import json_mapping as shards
 
 
 def _convert(root: Path, capsys: pytest.CaptureFixture, *extra: str) -> tuple[int, str]:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from raw_catalogue import decoded, image_array, metadata, read_split
 
-from fashion_clip.data import fashionklip
-from fashion_clip.data.image_encoding import CLIP_MEAN, CLIP_STD
 from fashion_clip.data.manifest import read_manifest
+from fashion_clip.ingest.images import CLIP_MEAN, CLIP_STD
+from fashion_clip.ingest.sources import fashionklip
 
 
 def _layout(root: Path) -> tuple[Path, Path]:

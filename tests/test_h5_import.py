@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from raw_catalogue import image_array, metadata, read_split
 
-from fashion_clip.data import h5
 from fashion_clip.data.manifest import read_manifest
+from fashion_clip.ingest.sources import h5
 
 ROWS = 23
 

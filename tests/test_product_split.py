@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fashion_clip.data.catalogue_items import CatalogueItem, Rejected
-from fashion_clip.data.product_split import held_out, select_split, sibling_products, write_products
+from fashion_clip.ingest.items import CatalogueItem, Rejected
+from fashion_clip.ingest.product_split import held_out, select_split, sibling_products, write_products
 
 
 def test_assignment_is_stable_and_near_the_fraction() -> None:

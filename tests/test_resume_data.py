@@ -14,9 +14,9 @@ import webdataset as wds
 
 from fashion_clip.data.batching import BATCHINGS
 from fashion_clip.data.datamodule import WebDatasetDataModule
+from fashion_clip.data.resumable import StreamPosition
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import resolve_shards
-from fashion_clip.data.stream_position import StreamPosition
 from fashion_clip.models.factory import create_clip
 from fashion_clip.train import train
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from raw_catalogue import mapping, shard_bytes
 
-from fashion_clip.data.catalogue_items import Entry
-from fashion_clip.data.json_mapping import MappingKeys, mapping_entries
 from fashion_clip.data.manifest import read_manifest
-from fashion_clip.data.shard_journal import journal_path
-from fashion_clip.data.split_writer import WriterOptions, write_split
+from fashion_clip.ingest.items import Entry
+from fashion_clip.ingest.shard_journal import journal_path
+from fashion_clip.ingest.sources.json_mapping import MappingKeys, mapping_entries
+from fashion_clip.ingest.split_writer import WriterOptions, write_split
 
 OPTIONS = WriterOptions(shard_size=4, progress=False)
 SOURCE = {"source": "fixture"}

@@ -10,7 +10,7 @@ import webdataset as wds
 from braceexpand import braceexpand
 
 from fashion_clip.data.manifest import MANIFEST_NAME, ShardEntry, read_manifest, sha256_file
-from fashion_clip.data.shard_writer import ShardSink, shard_pattern, write_shard
+from fashion_clip.ingest.shard_writer import ShardSink, shard_pattern, write_shard
 
 
 def _samples(n: int, start: int = 0) -> list[dict]:

@@ -12,7 +12,7 @@ from raw_catalogue import decoded, mapping, metadata, read_split, shard_bytes, t
 
 from fashion_clip.data.manifest import read_manifest, sha256_file
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
-from fashion_clip.data.shards import main
+from fashion_clip.ingest.sources.json_mapping import main
 
 
 def _run(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str]:

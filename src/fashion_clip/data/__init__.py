@@ -1,1 +1,1 @@
-"""Data: shard specs, manifests, the WebDataset data module and the embedded demo catalogue."""
+"""Reading shards for training and evaluation: specs, manifests, decoding, batching and the data module."""

@@ -14,7 +14,7 @@ import webdataset as wds
 
 from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
-from fashion_clip.data.resumable_loader import ResumableLoader
+from fashion_clip.data.resumable import ResumableLoader
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards, shard_sizes
 from fashion_clip.errors import ConfigError

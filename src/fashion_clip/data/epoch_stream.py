@@ -14,8 +14,8 @@ import torch
 import webdataset as wds
 
 from fashion_clip.data.batching import Composer, KeyedSample, keyed_samples
+from fashion_clip.data.resumable import StreamPosition
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
-from fashion_clip.data.stream_position import StreamPosition
 
 # what a worker yields: (logical worker, raw samples it has read so far, batch)
 TaggedBatch = tuple[int, int, dict[str, torch.Tensor]]

@@ -1,4 +1,4 @@
-"""`python -m fashion_clip.data.h5`: Fashion-Gen's official HDF5 files streamed straight into shards.
+"""`python -m fashion_clip.ingest.sources.h5`: Fashion-Gen's HDF5 files streamed into shards.
 
 The train file is ~20 GB, so rows are read a block at a time (aligned with the file's chunks) and never
 all at once; descriptions that are not valid UTF-8 are decoded as windows-1252 and counted.
@@ -13,12 +13,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fashion_clip.data.caption_text import clean_captions, decode_text
-from fashion_clip.data.catalogue_items import EMPTY_CAPTION, CatalogueItem, Entry, Rejected
-from fashion_clip.data.shard_journal import file_identity
-from fashion_clip.data.shards import fallback_note
-from fashion_clip.data.split_writer import SplitResult
-from fashion_clip.data.writer_cli import UnusableInput, parse, run_writer, write_splits
+from fashion_clip.ingest.captions import clean_captions, decode_text
+from fashion_clip.ingest.cli import UnusableInput, parse, run_writer, write_splits
+from fashion_clip.ingest.items import EMPTY_CAPTION, CatalogueItem, Entry, Rejected
+from fashion_clip.ingest.shard_journal import file_identity
+from fashion_clip.ingest.sources.json_mapping import fallback_note
+from fashion_clip.ingest.split_writer import SplitResult
 
 PROG = "fashion-clip-h5"
 IMAGE_FIELD = "input_image"

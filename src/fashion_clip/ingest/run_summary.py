@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fashion_clip.data.manifest import MANIFEST_NAME
-from fashion_clip.data.split_writer import SplitResult
+from fashion_clip.ingest.split_writer import SplitResult
 
 EXIT_OK = 0
 EXIT_NOTHING_WRITTEN = 1

@@ -7,11 +7,11 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from fashion_clip.data.catalogue_items import Entry, without_duplicates
-from fashion_clip.data.product_split import HELD_OUT_SPLIT, outside_siblings, select_split, sibling_products
-from fashion_clip.data.run_summary import EXIT_UNUSABLE_INPUT, exit_code, print_summary
-from fashion_clip.data.split_writer import SplitResult, WriterOptions, write_split
 from fashion_clip.errors import UserError
+from fashion_clip.ingest.items import Entry, without_duplicates
+from fashion_clip.ingest.product_split import HELD_OUT_SPLIT, outside_siblings, select_split, sibling_products
+from fashion_clip.ingest.run_summary import EXIT_UNUSABLE_INPUT, exit_code, print_summary
+from fashion_clip.ingest.split_writer import SplitResult, WriterOptions, write_split
 
 SPLIT_WORDS = {
     "train": "train",

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from fashion_clip.data.demo_hard import long_caption
 from fashion_clip.data.manifest import Manifest, read_manifest, sha256_file
-from fashion_clip.data.shard_writer import ShardSink
+from fashion_clip.demo.hard_captions import long_caption
+from fashion_clip.ingest.shard_writer import ShardSink
 
 Point = tuple[float, float]
 RGB = tuple[int, int, int]

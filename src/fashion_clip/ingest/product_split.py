@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
-from fashion_clip.data.catalogue_items import OTHER_SPLIT, CatalogueItem, Entry, Rejected
+from fashion_clip.ingest.items import OTHER_SPLIT, CatalogueItem, Entry, Rejected
 
 PRODUCTS_NAME = "products.txt"
 HELD_OUT_SPLIT = "test"

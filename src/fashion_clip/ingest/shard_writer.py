@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from fashion_clip.data.manifest import MANIFEST_NAME, Manifest, ShardEntry, sha256_file, write_manifest
-from fashion_clip.data.shard_journal import (
+from fashion_clip.ingest.shard_journal import (
     JournalEntry,
     ShardJournal,
     journal_path,

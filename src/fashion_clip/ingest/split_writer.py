@@ -10,14 +10,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fashion_clip.data.catalogue_items import CatalogueItem, Entry, Rejected
-from fashion_clip.data.catalogue_sample import encoder
 from fashion_clip.data.manifest import MANIFEST_NAME, Manifest, read_manifest
-from fashion_clip.data.ordered_pool import ordered_map
-from fashion_clip.data.product_split import write_products
-from fashion_clip.data.shard_journal import fingerprint
-from fashion_clip.data.shard_writer import INDEX_DIGITS, ShardSink
 from fashion_clip.errors import UserError
+from fashion_clip.ingest.items import CatalogueItem, Entry, Rejected, encoder
+from fashion_clip.ingest.ordered_pool import ordered_map
+from fashion_clip.ingest.product_split import write_products
+from fashion_clip.ingest.shard_journal import fingerprint
+from fashion_clip.ingest.shard_writer import INDEX_DIGITS, ShardSink
 
 SEPARATOR = "."
 

@@ -1,4 +1,4 @@
-"""`python -m fashion_clip.data.fashiongen`: Fashion-Gen raw pickles + PNGs to `clip_dataset_{split}.json`.
+"""`python -m fashion_clip.ingest.sources.fashiongen`: Fashion-Gen raw pickles + PNGs to a JSON mapping.
 
 Layout read: ROOT/full_{split}_info_PAI/*.pkl (one dict per image: img_name, captions, super_cls_name,
 product_id) next to ROOT/extracted_{split}_images/{product_id}_{k}.png.
@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fashion_clip.data.caption_text import caption_list, clean_captions, decode_text
-from fashion_clip.data.catalogue_items import (
+from fashion_clip.ingest.captions import caption_list, clean_captions, decode_text
+from fashion_clip.ingest.items import (
     BAD_PICKLE,
     EMPTY_CAPTION,
     MISSING_IMAGE,
@@ -27,7 +27,7 @@ from fashion_clip.data.catalogue_items import (
     Rejected,
     without_duplicates,
 )
-from fashion_clip.data.run_summary import (
+from fashion_clip.ingest.run_summary import (
     EXIT_NOTHING_WRITTEN,
     EXIT_OK,
     EXIT_UNUSABLE_INPUT,

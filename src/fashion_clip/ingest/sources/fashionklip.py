@@ -1,4 +1,4 @@
-"""`python -m fashion_clip.data.fashionklip`: FashionKLIP's queries JSONL + images `.npz` to shards.
+"""`python -m fashion_clip.ingest.sources.fashionklip`: FashionKLIP's queries JSONL + images `.npz` to shards.
 
 Each image becomes one sample whose captions are the texts of every query that lists it.
 """
@@ -12,8 +12,9 @@ from zipfile import BadZipFile
 
 import numpy as np
 
-from fashion_clip.data.caption_text import clean_captions
-from fashion_clip.data.catalogue_items import (
+from fashion_clip.ingest.captions import clean_captions
+from fashion_clip.ingest.cli import UnusableInput, parse, run_writer, write_splits
+from fashion_clip.ingest.items import (
     BAD_RECORD,
     EMPTY_CAPTION,
     MISSING_IMAGE,
@@ -21,11 +22,9 @@ from fashion_clip.data.catalogue_items import (
     Entry,
     Rejected,
 )
-from fashion_clip.data.json_mapping import MappingError, read_records
-from fashion_clip.data.shard_journal import file_identity
-from fashion_clip.data.shards import fallback_note
-from fashion_clip.data.split_writer import SplitResult
-from fashion_clip.data.writer_cli import UnusableInput, parse, run_writer, write_splits
+from fashion_clip.ingest.shard_journal import file_identity
+from fashion_clip.ingest.sources.json_mapping import MappingError, fallback_note, read_records
+from fashion_clip.ingest.split_writer import SplitResult
 
 PROG = "fashion-clip-fashionklip"
 

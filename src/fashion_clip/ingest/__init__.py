@@ -1,0 +1,1 @@
+"""Ingestion: catalogue importers (`sources/`) and the deterministic, resumable shard writer they share."""
