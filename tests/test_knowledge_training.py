@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 
+from fashion_clip.config import CONFIG_DIR
 from fashion_clip.knowledge.fashionklip_kb import QUERIES
 from fashion_clip.train import train
 
@@ -54,7 +55,7 @@ def test_knowledge_study_sweeps_base_against_concept_on_the_same_setup(compose_t
 
 def test_concept_loss_composes_with_every_model_preset(compose_train) -> None:
     """The concept prompts are tokenized by each model's own tokenizer, whatever the preset."""
-    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
+    presets = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
     assert {"vitb32", "vitb16", "siglip2_vitb16_256", "tiny"} <= set(presets)
     for preset in presets:
         cfg = compose_train(f"model={preset}", "loss=concept", "loss@loss.base=siglip")
