@@ -31,7 +31,7 @@ from fashion_clip.losses import InfoNCELoss
 from fashion_clip.losses.concept import ConceptLoss
 from fashion_clip.models.factory import create_clip
 from fashion_clip.optim.param_groups import param_groups
-from fashion_clip.retrieval.atomic_output import atomic_output
+from fashion_clip.utils.atomic_output import atomic_output
 
 
 def step_seconds(model: torch.nn.Module, loss: torch.nn.Module, optimizer, batch: dict[str, Any]) -> float:

@@ -16,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.data.shard_spec import REMOTE_PREFIXES
 from fashion_clip.errors import exit_on_user_error, hydra_cli
-from fashion_clip.evaluation.evaluator import resolve_device
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.index_file import refuse_existing, save_index
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
 from fashion_clip.retrieval.model_identity import identify
+from fashion_clip.utils.devices import resolve_device
 
 log = logging.getLogger(__name__)
 

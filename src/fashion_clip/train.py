@@ -17,7 +17,7 @@ from fashion_clip.errors import exit_on_user_error, hydra_cli
 from fashion_clip.evaluation.attribute_table import print_fields
 from fashion_clip.evaluation.category_report import write_category_reports
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
-from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device, split_spec
+from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
 from fashion_clip.evaluation.failure_gallery import check_gallery_size
 from fashion_clip.evaluation.gallery_page import GALLERY_NAME, write_gallery
 from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
@@ -25,6 +25,7 @@ from fashion_clip.evaluation.results_table import print_records
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.preflight import preflight
 from fashion_clip.reporting import log_hyperparameters, write_before_after
+from fashion_clip.utils.devices import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,13 @@ from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError, exit_on_user_error, hydra_cli
 from fashion_clip.evaluate import training_loss
 from fashion_clip.evaluation.comparison import gather
-from fashion_clip.evaluation.evaluator import evaluate_bundle, resolve_device, split_spec
+from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
 from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
 from fashion_clip.evaluation.results_table import print_records
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.preflight import preflight
 from fashion_clip.report import write_report
+from fashion_clip.utils.devices import resolve_device
 
 State = Mapping[str, torch.Tensor]
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fashion_clip.evaluation.category_breakdown import Breakdown, unflatten  # noqa: E402
 from fashion_clip.evaluation.comparison import HEADLINES, headline_metric  # noqa: E402
 from fashion_clip.evaluation.results_file import BASE, EvaluationRecord  # noqa: E402
-from fashion_clip.retrieval.atomic_output import atomic_output  # noqa: E402
+from fashion_clip.utils.atomic_output import atomic_output  # noqa: E402
 
 COUNT_NAMES = ("images", "captions", "products")
 STEM = "categories"

@@ -24,13 +24,6 @@ Protocol = Callable[..., dict[str, float]]
 SPLITS = ("train", "val", "test")
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, so the same config runs on a laptop and a GPU node."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def split_spec(data: DictConfig, split: str) -> str | list[str]:
     """The shard spec of the chosen split, with errors naming the key a user must set."""
     if split not in SPLITS:

@@ -22,7 +22,7 @@ import numpy as np
 from fashion_clip.errors import MissingInputError, UserError
 from fashion_clip.evaluation.fashionklip_files import write_jsonl
 from fashion_clip.knowledge.concepts import Concept
-from fashion_clip.retrieval.atomic_output import atomic_output
+from fashion_clip.utils.atomic_output import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import tarfile
 from pathlib import Path
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.retrieval.atomic_output import atomic_output
 from fashion_clip.retrieval.product_search import ProductHit
 from fashion_clip.retrieval.thumbnails import image_location, read_catalogue_image, thumbnail_data_uri
+from fashion_clip.utils.atomic_output import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import torch
 
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.evaluation.embedded_split import ImageRecord
-from fashion_clip.retrieval.atomic_output import atomic_output
 from fashion_clip.retrieval.model_identity import ModelIdentity
+from fashion_clip.utils.atomic_output import atomic_output
 
 FORMAT_NAME = "fashion-clip-index"
 FORMAT_VERSION = 1
