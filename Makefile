@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: install demo demo-hard-data train test lint clean-demo bench
+.PHONY: install demo demo-hard-data train test test-fast lint clean-demo bench
 
 install: $(STAMP)
 
@@ -15,18 +15,22 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m fashion_clip.demo.catalogue --out data/demo
+	$(BIN)/python -m fashion_clip.demo --out data/demo
 	$(BIN)/python -m fashion_clip.train experiment=demo $(ARGS)
 
 # the harder catalogue behind `data=demo_hard` / `experiment=demo_hard` (skips when already complete)
 demo-hard-data: $(STAMP)
-	$(BIN)/python -m fashion_clip.demo.catalogue --out data/demo_hard --hard
+	$(BIN)/python -m fashion_clip.demo --out data/demo_hard --hard
 
 train: $(STAMP)
 	$(BIN)/python -m fashion_clip.train $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the edit-run loop: everything but the tests marked slow (training runs, subprocesses, DDP)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

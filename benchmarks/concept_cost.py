@@ -26,33 +26,42 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
+from fashion_clip.knowledge.bank_refresh import ConceptBankRefresh
 from fashion_clip.knowledge.build import build_knowledge_base, training_captions
-from fashion_clip.losses import InfoNCELoss
+from fashion_clip.losses import InfoNCELoss, TrainingLoss
 from fashion_clip.losses.concept import ConceptLoss
 from fashion_clip.models.factory import create_clip
 from fashion_clip.optim.param_groups import param_groups
 from fashion_clip.utils.atomic_output import atomic_output
 
 
-def step_seconds(model: torch.nn.Module, loss: torch.nn.Module, optimizer, batch: dict[str, Any]) -> float:
-    """One timed optimizer step; the concept loss first reads the batch's captions, as the module does."""
+def step_seconds(
+    model: torch.nn.Module,
+    loss: TrainingLoss,
+    optimizer,
+    batch: dict[str, Any],
+    bank: ConceptBankRefresh | None = None,
+) -> float:
+    """One timed optimizer step; the concept bank first matches the batch's captions, as in a run."""
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    if isinstance(loss, ConceptLoss):
-        loss.observe_batch(model, batch, step=0)  # the bank was embedded at step 0: targets only
+    if bank is not None:  # the bank was embedded at step 0: targets only
+        batch = {**batch, **bank.targets(batch["caption"], model.logit_scale.device)}
     image = model.encode_image(batch["image"], normalize=True)
     text = model.encode_text(batch["text"], normalize=True)
-    loss(image, text, model.logit_scale.exp(), None, distributed=False).backward()
+    loss(image, text, model.logit_scale.exp(), None, False, **loss.batch_inputs(batch)).backward()
     optimizer.step()
     return time.perf_counter() - start
 
 
-def refresh_seconds(loss: ConceptLoss, model: torch.nn.Module, repeats: int = 3) -> float:
+def refresh_seconds(
+    bank: ConceptBankRefresh, loss: ConceptLoss, model: torch.nn.Module, repeats: int = 3
+) -> float:
     """Median time to re-embed the whole bank (and prototypes)."""
     times = []
     for step in range(repeats):
         start = time.perf_counter()
-        loss.refresh(model, step)
+        bank.refresh(model, loss, step)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -72,30 +81,25 @@ def measure(args: argparse.Namespace, kb: Path) -> dict[str, Any]:
         "caption": captions,
     }
     optimizer = torch.optim.AdamW(param_groups(model.named_parameters()), lr=1e-5)
-    concept = ConceptLoss(
-        InfoNCELoss(),
-        kb,
-        clip.tokenizer,
-        refresh_every=args.refresh_every,
-        prototype_weight=args.prototype_weight,
-        prototype_data=args.data,
-    )
-    concept.observe_batch(model, batch, step=0)
-    losses = {"base": InfoNCELoss(), "concept": concept}
+    concept = ConceptLoss(InfoNCELoss(), prototype_weight=args.prototype_weight)
+    bank = ConceptBankRefresh(kb, clip.tokenizer, refresh_every=args.refresh_every, prototype_data=args.data)
+    bank.load(concept.uses_prototypes)
+    bank.refresh(model, concept, step=0)
+    losses = {"base": (InfoNCELoss(), None), "concept": (concept, bank)}
     times: dict[str, list[float]] = {name: [] for name in losses}
     for _ in range(args.warmup):
-        for loss in losses.values():
-            step_seconds(model, loss, optimizer, batch)
+        for loss, loss_bank in losses.values():
+            step_seconds(model, loss, optimizer, batch, loss_bank)
     for _ in tqdm(range(args.steps), desc="alternating steps"):
-        for name, loss in losses.items():
-            times[name].append(step_seconds(model, loss, optimizer, batch))
+        for name, (loss, loss_bank) in losses.items():
+            times[name].append(step_seconds(model, loss, optimizer, batch, loss_bank))
     base, with_concept = (statistics.median(times[name]) for name in losses)
-    refresh = refresh_seconds(concept, model)
+    refresh = refresh_seconds(bank, concept, model)
     amortised = with_concept + refresh / args.refresh_every
     return {
         "model": args.model,
         "batch": len(captions),
-        "concepts": len(concept.prompt_tokens),
+        "concepts": len(bank.prompt_tokens),
         "prototype_weight": args.prototype_weight,
         "base_s_per_step": round(base, 4),
         "concept_s_per_step": round(with_concept, 4),

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.models.factory import create_clip
 from fashion_clip.models.lora import LoraSettings
+from fashion_clip.models.tower_lock import LockSettings
 from fashion_clip.optim.param_groups import param_groups
 from fashion_clip.utils.atomic_output import atomic_output
 
@@ -39,7 +40,7 @@ MODEL = "ViT-B-32"
 CONFIGS: dict[str, dict[str, Any]] = {
     "none": {},
     "grad_checkpointing": {"grad_checkpointing": True},
-    "lock_image": {"lock_image": True},
+    "lock_image": {"lock": LockSettings(image=True)},
     "lora": {"lora": LoraSettings(enabled=True)},
 }
 CAPTION = "slim fit navy wool blazer with notch lapels, two buttons, flap pockets and a single back vent"

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fashion_clip.data.manifest import read_manifest
-from fashion_clip.demo.catalogue import plan_products, render_views
+from fashion_clip.demo.products import plan_products
+from fashion_clip.demo.rendering import render_views
 from fashion_clip.ingest.sources.json_mapping import main as write_shards
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small demo catalogue on disk and Hydra configs composed for tests."""
+"""Shared fixtures: a small demo catalogue on disk, the tiny model and its inputs, and Hydra configs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
+from helpers.hydra_compose import compose_with_hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from fashion_clip.config import CONFIG_DIR
 from fashion_clip.demo.catalogue import generate_demo_catalogue
+from fashion_clip.models.factory import ClipBundle, create_clip
 
 SMALL_CATALOGUE = {"train": 48, "val": 16, "test": 16}
 
@@ -25,14 +26,27 @@ def small_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_clip() -> ClipBundle:
+    """The tiny model's transforms and tokenizer, for data modules (its random weights are never used)."""
+    return create_clip("FashionCLIP-Tiny")
+
+
+@pytest.fixture
+def tiny_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six random 64x64 images and token ids: the tiny model's inputs for comparing two of its variants."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(6, 3, 64, 64, generator=generator), torch.randint(
+        1, 1000, (6, 32), generator=generator
+    )
+
+
 @pytest.fixture
 def compose_train(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     """Compose `conf/<config_name>.yaml` as the CLI would, with outputs in tmp and data from `data_dir`."""
 
     def _compose(*overrides: str, data_dir: Path | None = None, config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+        cfg = compose_with_hydra(config_name, list(overrides))
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg.hydra  # the CLI's job config never carries it either

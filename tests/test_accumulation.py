@@ -9,38 +9,31 @@ import math
 import lightning as L
 import pytest
 import torch
+from helpers.lightning_trainer import fit_one_step
+from helpers.tiny_model import random_tiny, training_batch
+from helpers.train_overrides import TINY_ON_CPU
 from lightning.pytorch.plugins.precision import MixedPrecision
-from torch.utils.data import DataLoader
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.losses import ContrastiveLoss, InfoNCELoss, SigLipLoss
 from fashion_clip.models.cached_accumulation import scale_gradient, split_batch
 from fashion_clip.models.clip_module import ClipModule
-from fashion_clip.models.factory import create_clip
 from fashion_clip.train import train
 
 BATCH = 8
 # Lightning turns 16-mixed into bf16 on CPU; an explicit scaler exercises the GPU's fp16 loss scaling.
 FP16_LOSS_SCALER = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-FAST = ("model=tiny", "trainer=cpu", "data.num_workers=0", "data.batch_size=16", "data.eval_batch_size=32")
 
 
 @pytest.fixture(scope="module")
 def tiny() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_clip("FashionCLIP-Tiny").model
+    return random_tiny(0)
 
 
 @pytest.fixture(scope="module")
 def batch(tiny) -> dict[str, torch.Tensor]:
     """Random images and token ids: the gradients' equality holds for any input."""
-    generator = torch.Generator().manual_seed(1)
-    size = tiny.visual.image_size
-    return {
-        "image": torch.randn(BATCH, 3, *size, generator=generator),
-        "text": torch.randint(1, tiny.vocab_size, (BATCH, tiny.context_length), generator=generator),
-        "skipped": torch.tensor(0),
-    }
+    return training_batch(tiny, BATCH, seed=1)
 
 
 def micro_batches(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
@@ -61,7 +54,7 @@ class RecordStep(L.Callback):
         self.loss = trainer.callback_metrics["train/loss"].item()
 
 
-def fit_one_step(
+def fit_sgd_step(
     model: torch.nn.Module,
     loss: ContrastiveLoss,
     batches: list[dict[str, torch.Tensor]],
@@ -73,18 +66,7 @@ def fit_one_step(
         copy.deepcopy(model), loss, optimizer=functools.partial(torch.optim.SGD, lr=1.0), **module_options
     )
     record = RecordStep()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[record],
-        **(trainer_options or {}),
-    )
-    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    fit_one_step(module, batches, callbacks=[record], **(trainer_options or {}))
     return module, record
 
 
@@ -100,11 +82,11 @@ def mismatched(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor
 
 @pytest.mark.parametrize("loss_cls", [InfoNCELoss, SigLipLoss])
 def test_gradients_equal_the_big_batch_not_independent_micro_batches(tiny, batch, loss_cls) -> None:
-    module, big = fit_one_step(tiny, loss_cls(), [batch])
+    module, big = fit_sgd_step(tiny, loss_cls(), [batch])
     assert big.gradients.keys() == {name for name, _ in module.named_parameters()}
     for k in (2, 4):
-        _, accumulated = fit_one_step(tiny, loss_cls(), [batch], accumulate=k)
-        _, independent = fit_one_step(
+        _, accumulated = fit_sgd_step(tiny, loss_cls(), [batch], accumulate=k)
+        _, independent = fit_sgd_step(
             tiny, loss_cls(), micro_batches(batch, k), {"accumulate_grad_batches": k}
         )
         assert mismatched(accumulated.gradients, big.gradients) == []
@@ -123,9 +105,9 @@ def test_product_positives_accumulate_to_the_big_batch(tiny, batch, loss) -> Non
         "product": torch.tensor([0, 5, 0, 1, 5, 2, 3, 0]),
         "caption_key": torch.arange(BATCH) % 6,
     }
-    _, big = fit_one_step(tiny, loss, [keyed])
-    _, pairs = fit_one_step(tiny, type(loss)(), [keyed])
-    _, accumulated = fit_one_step(tiny, loss, [keyed], accumulate=4)
+    _, big = fit_sgd_step(tiny, loss, [keyed])
+    _, pairs = fit_sgd_step(tiny, type(loss)(), [keyed])
+    _, accumulated = fit_sgd_step(tiny, loss, [keyed], accumulate=4)
     assert mismatched(accumulated.gradients, big.gradients) == []
     assert accumulated.loss == pytest.approx(big.loss, rel=1e-5)
     assert pairs.loss != pytest.approx(big.loss, rel=1e-3)
@@ -139,7 +121,7 @@ def test_product_positives_accumulate_to_the_big_batch(tiny, batch, loss) -> Non
 def test_clips_the_accumulated_gradient_norm(tiny, batch, trainer_options: dict | None) -> None:
     """SGD at lr=1 steps by the clipped gradient; clipping fp16 gradients before unscaling would shrink it."""
     clip = 1e-3
-    module, record = fit_one_step(
+    module, record = fit_sgd_step(
         tiny, InfoNCELoss(), [batch], trainer_options, accumulate=2, gradient_clip_val=clip
     )
     before = dict(tiny.named_parameters())
@@ -174,7 +156,7 @@ class RecordTraining(L.Callback):
 
 def test_training_run_steps_optimizer_and_scheduler(compose_train, small_catalogue) -> None:
     cfg = compose_train(
-        *FAST,
+        *TINY_ON_CPU,
         "module.accumulate=2",
         "module.gradient_clip_val=1.0",
         "trainer.fast_dev_run=2",
@@ -214,7 +196,7 @@ def test_conflicts_with_data_or_trainer_fail_before_any_work(
 ) -> None:
     record = RecordSetup()
     with pytest.raises(ConfigError, match=message):
-        train(compose_train(*FAST, *overrides, data_dir=small_catalogue), extra_callbacks=[record])
+        train(compose_train(*TINY_ON_CPU, *overrides, data_dir=small_catalogue), extra_callbacks=[record])
     assert not record.started
 
 

@@ -6,14 +6,11 @@ the same cases. Checks that need no model or data run before either is built (fa
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-from fashion_clip.models.factory import create_clip
+from helpers.python_subprocess import run_python
+from helpers.tiny_model import save_tiny_weights
 
 # (entry point, overrides, what the message must contain); {catalogue}, {files} are filled in per run
 CASES = [
@@ -40,8 +37,8 @@ CASES = [
         ["module.accumulate=2", "trainer.accumulate_grad_batches=2"],
         "trainer.accumulate_grad_batches",
     ),
-    ("evaluate", ["split=dev"], "split='dev'"),
-    ("evaluate", ["batch_size=0"], "batch_size=0"),
+    ("evaluate", ["evaluation.split=dev"], "evaluation.split='dev'"),
+    ("evaluate", ["evaluation.batch_size=0"], "evaluation.batch_size=0"),
     ("evaluate", ["ckpt_path={files}/missing.ckpt"], "ckpt_path"),
     ("evaluate", ["model=vitb32", "ckpt_path={files}/tiny.pt"], "does not fit model.name='ViT-B-32'"),
     ("evaluate", ["data.test={files}/nothing"], "data.test"),
@@ -62,8 +59,7 @@ CASES = [
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model's plain state dict, a file that is no checkpoint, and an empty directory."""
     root = tmp_path_factory.mktemp("bad_input")
-    torch.manual_seed(0)
-    torch.save(create_clip("FashionCLIP-Tiny").model.state_dict(), root / "tiny.pt")
+    save_tiny_weights(root / "tiny.pt", seed=0)
     (root / "garbage.ckpt").write_bytes(b"this is not a checkpoint")
     (root / "empty").mkdir()
     return root
@@ -75,19 +71,19 @@ def case_id(case: tuple[str, list[str], str]) -> str:
 
 
 @pytest.mark.parametrize(("entry", "overrides", "message"), CASES, ids=map(case_id, CASES))
+@pytest.mark.slow
 def test_bad_input_exits_2_naming_the_key(
     entry, overrides, message, files, small_catalogue, tmp_path
 ) -> None:
     filled = [o.format(files=files, catalogue=small_catalogue) for o in overrides]
-    command = [
-        sys.executable,
+    done = run_python(
         "-m",
         f"fashion_clip.{entry}",
         *filled,
         f"paths.data_dir={small_catalogue}",
         f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        cwd=tmp_path,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert message.format(files=files) in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr

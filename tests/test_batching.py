@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import collections
-import io
-import json
 import logging
 import random
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from helpers.shard_samples import jpeg_bytes, shard_sample, write_split
 
 from fashion_clip.data.batching import (
     KeyedSample,
@@ -23,8 +21,6 @@ from fashion_clip.data.batching import (
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.samples import product_key
 from fashion_clip.errors import ConfigError
-from fashion_clip.ingest.shard_writer import ShardSink
-from fashion_clip.models.factory import create_clip
 
 CATEGORIES = ("dress", "jacket", "boots", "scarf", "hat", "skirt")
 
@@ -106,23 +102,12 @@ def test_bad_batching_options_name_the_key(batching, pool, message) -> None:
         make_composer(batching, 16, pool)
 
 
-def _jpeg(colour: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), colour).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def _sample(index: int, image: bytes, product: str, category: str) -> dict:
-    meta = {"product_id": product, "category": category, "captions": [f"{category} {product}"]}
-    return {"__key__": f"{index:09d}", "jpg": image, "json": json.dumps(meta).encode()}
-
-
 def test_keyed_samples_skip_and_count_corrupt_ones(caplog) -> None:
     samples = [
-        _sample(0, _jpeg((1, 2, 3)), "a", "dress"),
-        _sample(1, b"not a jpeg", "b", "dress"),
-        {"__key__": "2", "jpg": _jpeg((0, 0, 0)), "json": b"{broken"},
-        _sample(3, _jpeg((1, 2, 3)), "c", "hat"),
+        shard_sample(0, jpeg_bytes((1, 2, 3)), "a", "dress"),
+        shard_sample(1, b"not a jpeg", "b", "dress"),
+        {"__key__": "2", "jpg": jpeg_bytes((0, 0, 0)), "json": b"{broken"},
+        shard_sample(3, jpeg_bytes((1, 2, 3)), "c", "hat"),
     ]
     with caplog.at_level(logging.WARNING):
         kept = list(keyed_samples(samples))
@@ -136,9 +121,7 @@ def train_module(
     """A data module of batch 4, no workers, over `samples` written (once) as shards of 10."""
     split = tmp_path / "train"
     if not split.is_dir():
-        with ShardSink(split, "fixture", shard_size=10) as sink:
-            for sample in samples:
-                sink.write(sample)
+        write_split(split, samples, shard_size=10)
     return WebDatasetDataModule(
         train=str(split),
         batch_size=4,
@@ -151,16 +134,11 @@ def train_module(
     )
 
 
-@pytest.fixture(scope="module")
-def tiny_clip():
-    return create_clip("FashionCLIP-Tiny")
-
-
 @pytest.mark.parametrize("batching", ["product_unique", "category_hard"])
 def test_composed_train_batches_are_full_and_count_corrupt_samples(
     tmp_path: Path, tiny_clip, batching
 ) -> None:
-    samples = [_sample(i, _jpeg((i, 0, 0)), f"p{i // 3}", CATEGORIES[i % 2]) for i in range(30)]
+    samples = [shard_sample(i, jpeg_bytes((i, 0, 0)), f"p{i // 3}", CATEGORIES[i % 2]) for i in range(30)]
     samples[4]["jpg"] = b"truncated"
     samples[17]["json"] = b"{"
     loader = train_module(tmp_path, samples, tiny_clip, batching, shuffle_buffer=1).train_dataloader()
@@ -179,7 +157,9 @@ def test_composed_train_batches_are_full_and_count_corrupt_samples(
 def test_ranks_split_composed_epochs_without_overlap(tmp_path: Path, tiny_clip, batching) -> None:
     """Each rank composes from its own shards: two ranks together see each sample at most once, and
     both stop at the same epoch length."""
-    samples = [_sample(i, _jpeg((i, 0, 0)), f"p{i // 3}", CATEGORIES[(i // 3) % 3]) for i in range(60)]
+    samples = [
+        shard_sample(i, jpeg_bytes((i, 0, 0)), f"p{i // 3}", CATEGORIES[(i // 3) % 3]) for i in range(60)
+    ]
     catalogue = collections.Counter(product_key(f"p{i // 3}") for i in range(60))
     seen: collections.Counter[int] = collections.Counter()
     lengths = []

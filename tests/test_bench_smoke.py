@@ -44,6 +44,7 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     return json.loads((root / "out" / "results.json").read_text()), (root / "out" / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> None:
     results, _ = smoke_results
     assert set(results) == {"meta", "training", "speedups", "pipeline", "mfu", "eval"}
@@ -74,6 +75,7 @@ def test_smoke_results_have_every_section(smoke_results: tuple[dict, str]) -> No
     assert [r["gallery"] for r in results["eval"]] == [256]
 
 
+@pytest.mark.slow
 def test_smoke_run_keeps_no_checkpoint(smoke_results: tuple[dict, str], tmp_path_factory) -> None:
     """Benchmark runs train models but must not leave their weights behind (GBs per ViT-B/32 row)."""
     bench_root = tmp_path_factory.getbasetemp()
@@ -81,6 +83,7 @@ def test_smoke_run_keeps_no_checkpoint(smoke_results: tuple[dict, str], tmp_path
     assert not list(bench_root.glob("bench*/**/*.ckpt"))
 
 
+@pytest.mark.slow
 def test_smoke_markdown_tables_are_whole(smoke_results: tuple[dict, str]) -> None:
     _, text = smoke_results
     sections = (
@@ -184,6 +187,7 @@ def test_both_trainers_get_the_same_settings(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_speed_up_rows_change_only_what_they_name(compose_train) -> None:
     plain = {row.name: compose_train(f"model={row.preset}") for row in ROWS if not row.ours_overrides}
     variants = [row for row in ROWS if row.ours_overrides]
@@ -214,6 +218,7 @@ def test_mfu_is_achieved_over_peak_flops() -> None:
     assert matmul_peak_gflops("fp32", "cpu", 64, window_seconds=0.01, windows=2) > 0
 
 
+@pytest.mark.slow
 def test_peak_memory_is_the_subprocess_own_high_water_mark() -> None:
     """A fresh interpreter (as each benchmark size runs) reports its own peak, not its parent's."""
     script = (

@@ -4,44 +4,21 @@ the table + chart written to the run directory (worst first, beside the base mod
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from helpers.embedded_splits import brute_force_hits, random_split
 
 from fashion_clip.evaluation.category_breakdown import flatten, group_means, unflatten
-from fashion_clip.evaluation.category_report import write_category_reports
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
+from fashion_clip.evaluation.embedded_split import EmbeddedSplit, ImageRecord
 from fashion_clip.evaluation.full_protocol import full_protocol
-from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord
+from fashion_clip.reports.category_report import write_category_reports
+from fashion_clip.reports.results_file import BASE, FINETUNED, EvaluationRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CATEGORIES = ["dress", "shoes", "bags"]
 
 
-def categorised_split(products: int = 24, dim: int = 8, seed: int = 0) -> EmbeddedSplit:
-    """Random unit features: 2 images and 1-2 captions per product, product p in CATEGORIES[p % 3]."""
-    g = torch.Generator().manual_seed(seed)
-    images = [
-        ImageRecord(f"k{p}-{i}", f"p{p}", CATEGORIES[p % 3], f"caption {p}", "shard.tar")
-        for p in range(products)
-        for i in range(2)
-    ]
-    captions = [
-        CaptionRecord(f"p{p}", f"caption {p} v{j}") for p in range(products) for j in range(1 + p % 2)
-    ]
-    return EmbeddedSplit(
-        F.normalize(torch.randn(len(images), dim, generator=g), dim=-1),
-        images,
-        F.normalize(torch.randn(len(captions), dim, generator=g), dim=-1),
-        captions,
-    )
-
-
-def brute_force_hits(queries, gallery, query_products, gallery_products, k) -> list[bool]:
-    """Per query: is an item of its product among its k best-scoring gallery items (full Python sort)?"""
-    hits = []
-    for q, product in zip(queries, query_products, strict=True):
-        order = sorted(range(len(gallery)), key=lambda j: -float(q @ gallery[j]))
-        hits.append(any(gallery_products[j] == product for j in order[:k]))
-    return hits
+def categorised_split() -> EmbeddedSplit:
+    """24 products over CATEGORIES, product p in CATEGORIES[p % 3]."""
+    return random_split(products=24, dim=8, categories=CATEGORIES)
 
 
 def test_full_protocol_recall_per_category_matches_brute_force() -> None:

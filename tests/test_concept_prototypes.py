@@ -12,6 +12,7 @@ import torch
 
 from fashion_clip.data.catalogue_reader import ShardCatalogue
 from fashion_clip.errors import ConfigError, UserError
+from fashion_clip.knowledge.bank_refresh import ConceptBankRefresh
 from fashion_clip.knowledge.build import build_knowledge_base
 from fashion_clip.knowledge.fashionklip_kb import read_knowledge_base, write_knowledge_base
 from fashion_clip.losses import InfoNCELoss
@@ -37,8 +38,14 @@ def knowledge(train_shards: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
-def prototype_loss(knowledge: Path, tiny_clip, train_shards: str, **options) -> ConceptLoss:
-    return ConceptLoss(InfoNCELoss(), knowledge, tiny_clip.tokenizer, prototype_data=train_shards, **options)
+def prototype_loss(
+    knowledge: Path, tiny_clip, train_shards: str, **weights
+) -> tuple[ConceptLoss, ConceptBankRefresh]:
+    """A concept loss and its bank callback, the knowledge base and its example images read."""
+    loss = ConceptLoss(InfoNCELoss(), **weights)
+    bank = ConceptBankRefresh(knowledge, tiny_clip.tokenizer, prototype_data=train_shards)
+    bank.load(loss.uses_prototypes)
+    return loss, bank
 
 
 def reference_prototypes(knowledge: Path, tiny_clip, train_shards: str) -> dict[int, torch.Tensor]:
@@ -56,12 +63,12 @@ def reference_prototypes(knowledge: Path, tiny_clip, train_shards: str) -> dict[
 
 
 def test_prototypes_are_mean_embeddings_of_each_concepts_example_images(knowledge, tiny_clip, train_shards):
-    loss = prototype_loss(knowledge, tiny_clip, train_shards, prototype_weight=1.0)
+    loss, bank = prototype_loss(knowledge, tiny_clip, train_shards, prototype_weight=1.0)
     tiny_clip.model.train()
-    loss.observe_batch(tiny_clip.model, {"caption": ["a red dress"]}, step=0)
+    bank.refresh(tiny_clip.model, loss, step=0)
     assert tiny_clip.model.training, "refresh must restore the model's mode"
     expected = reference_prototypes(knowledge, tiny_clip, train_shards)
-    assert len(expected) == len(loss.prototype_bank) and loss.prototypes.available.all()
+    assert len(expected) == len(loss.prototype_bank) and loss.has_prototype.all()
     for row, prototype in expected.items():
         torch.testing.assert_close(loss.prototype_bank[row], prototype, atol=1e-5, rtol=1e-4)
 
@@ -73,31 +80,32 @@ def test_prototype_term_matches_brute_force_and_weights_add_up(knowledge, tiny_c
         "nothing known here",
         concepts[1].phrase,
     ]
-    loss = prototype_loss(knowledge, tiny_clip, train_shards, prototype_weight=2.0, concept_weight=0.5)
-    loss.observe_batch(tiny_clip.model, {"caption": captions}, step=0)
+    loss, bank = prototype_loss(knowledge, tiny_clip, train_shards, prototype_weight=2.0, concept_weight=0.5)
+    bank.refresh(tiny_clip.model, loss, step=0)
     generator = torch.Generator().manual_seed(1)
     dim = loss.prototype_bank.shape[1]
     image = torch.nn.functional.normalize(torch.randn(3, dim, generator=generator), dim=1)
     text = torch.nn.functional.normalize(torch.randn(3, dim, generator=generator), dim=1)
-    total = loss(image, text, torch.tensor(5.0), None, distributed=False)
+    targets = bank.targets(captions, torch.device("cpu"))
+    total = loss(image, text, torch.tensor(5.0), None, distributed=False, **loss.batch_inputs(targets))
 
     per_image = []
     for i, caption in enumerate(captions):
-        named = sorted(loss.matcher.match(caption)[0])
+        named = sorted(bank.matcher.match(caption)[0])
         if not named:
             continue
         logits = [5.0 * float(image[i] @ p) for p in loss.prototype_bank]
         log_norm = math.log(sum(math.exp(v) for v in logits))
         per_image.append(sum(log_norm - logits[c] for c in named) / len(named))
-    terms = {k: v.item() for k, v in loss.last_terms.items()}
+    terms = {k: v.item() for k, v in loss.terms.items()}
     assert terms["prototype"] == pytest.approx(sum(per_image) / len(per_image), rel=1e-5)
     expected = terms["base"] + 0.5 * (terms["concept"] + 0.5 * terms["hypernym"] + 2.0 * terms["prototype"])
     assert total.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_prototypes_need_their_images(knowledge, tiny_clip, train_shards, tmp_path):
-    with pytest.raises(ConfigError, match="loss.prototype_data"):
-        ConceptLoss(InfoNCELoss(), knowledge, tiny_clip.tokenizer, prototype_weight=1.0)
+    with pytest.raises(ConfigError, match="callbacks.concept_bank.prototype_data"):
+        ConceptBankRefresh(knowledge, tiny_clip.tokenizer).load(uses_prototypes=True)
     without_images = [dataclasses.replace(c, image_keys=()) for c in read_knowledge_base(knowledge).concepts]
     write_knowledge_base(without_images, tmp_path)
     (tmp_path / "concept_images.npz").unlink(missing_ok=True)
@@ -109,6 +117,6 @@ def test_missing_example_images_are_skipped_and_counted(knowledge, tiny_clip, tr
     concepts = read_knowledge_base(knowledge).concepts
     first = dataclasses.replace(concepts[0], image_keys=("no-such-key", *concepts[0].image_keys))
     write_knowledge_base([first, *concepts[1:]], tmp_path)
-    loss = prototype_loss(tmp_path, tiny_clip, train_shards, prototype_weight=1.0)
-    assert loss.prototypes.skipped == 1
-    assert len(loss.prototypes.members[0]) == len(concepts[0].image_keys)
+    _, bank = prototype_loss(tmp_path, tiny_clip, train_shards, prototype_weight=1.0)
+    assert bank.prototypes.skipped == 1
+    assert len(bank.prototypes.members[0]) == len(concepts[0].image_keys)

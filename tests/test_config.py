@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import open_clip
 import pytest
 import torch
+from helpers.config_presets import preset_names
+from helpers.hydra_compose import compose_with_hydra
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from fashion_clip.config import CONFIG_DIR
 from fashion_clip.losses import InfoNCELoss, SigLipLoss
 from fashion_clip.models.factory import create_clip, create_model
 
 MODELS = ("tiny", "vitb32", "vitb16", "siglip2_vitb16_256")
+DATA = ("demo", "demo_hard", "fashiongen", "fashiongen_aug", "indofashion")
 LOSSES = {"infonce": InfoNCELoss, "siglip": SigLipLoss}
 REAL_PRESETS = {
     "vitb32": ("ViT-B-32", "laion2b_s34b_b79k"),
@@ -33,6 +39,36 @@ def test_every_model_and_loss_composes(compose_train, model: str, loss: str, pos
     assert cfg.model.name == REAL_PRESETS.get(model, ("FashionCLIP-Tiny",))[0]
 
 
+def test_bases_are_not_listed_as_presets() -> None:
+    assert preset_names("model") == sorted(MODELS)
+    assert preset_names("data") == sorted(DATA)
+
+
+@pytest.mark.parametrize(("group", "preset"), [("model", m) for m in MODELS] + [("data", d) for d in DATA])
+def test_every_preset_has_the_keys_of_its_base_and_no_other(compose_train, group: str, preset: str) -> None:
+    base = OmegaConf.load(Path(CONFIG_DIR) / group / "_base.yaml")
+    assert list(compose_train(f"{group}={preset}")[group]) == list(base)
+
+
+@pytest.mark.parametrize("group", ["model", "data"])
+def test_a_base_chosen_as_a_preset_has_no_name(compose_train, group: str) -> None:
+    assert OmegaConf.is_missing(compose_train(f"{group}=_base")[group], "name")
+
+
+@pytest.mark.parametrize(
+    ("config_name", "overrides", "task"),
+    [("train", [], "train"), ("train", ["experiment=demo"], "demo"), ("evaluate", [], "evaluate")],
+)
+def test_runs_and_sweeps_go_under_the_task_name(config_name: str, overrides: list[str], task: str) -> None:
+    hydra = compose_with_hydra(config_name, overrides).hydra
+    assert Path(hydra.run.dir).parent == Path("outputs", task, "runs")
+    assert Path(hydra.sweep.dir).parent == Path("outputs", task, "multiruns")
+
+
+def test_gpu_trainer_resolves_mixed_fp16(compose_train) -> None:
+    assert compose_train("trainer=gpu").trainer.precision == "16-mixed"
+
+
 @pytest.mark.parametrize("preset", REAL_PRESETS)
 def test_real_presets_name_their_pretrained_weights(compose_train, preset: str) -> None:
     cfg = compose_train(f"model={preset}")
@@ -41,6 +77,7 @@ def test_real_presets_name_their_pretrained_weights(compose_train, preset: str) 
 
 
 @pytest.mark.parametrize("preset", REAL_PRESETS)
+@pytest.mark.slow
 def test_real_presets_build_with_random_init(compose_train, preset: str) -> None:
     cfg = compose_train(f"model={preset}", "model.pretrained=null")
     model, train_tf, val_tf = create_model(cfg.model.name, cfg.model.pretrained)
@@ -59,6 +96,7 @@ def test_unknown_group_option_lists_valid_ones(compose_train, group: str, bad: s
     assert expected in message
 
 
+@pytest.mark.slow
 def test_missing_pretrained_download_says_how_to_use_a_local_file(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError) as err:
@@ -79,6 +117,7 @@ def test_unknown_open_clip_model_name_is_named() -> None:
         create_model("ViT-Q-99")
 
 
+@pytest.mark.slow
 def test_siglip2_tokenizer_offline_names_the_local_option(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError) as err:

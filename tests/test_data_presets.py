@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from raw_catalogue import mapping, write_json
+from helpers.raw_catalogue import mapping, write_json
 
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
 from fashion_clip.ingest.sources import json_mapping as shards

@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from PIL import Image
+from helpers.shard_samples import jpeg_bytes, shard_sample, write_split
 
 from fashion_clip.data.datamodule import WebDatasetDataModule, every_nth
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
-from fashion_clip.ingest.shard_writer import ShardSink
-from fashion_clip.models.factory import create_clip
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    return create_clip("FashionCLIP-Tiny")
-
-
-def _jpeg(colour: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), colour).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def _sample(index: int, image: bytes, captions: list[str], product: str) -> dict:
-    meta = {"product_id": product, "category": "dress", "captions": captions}
-    return {
-        "__key__": f"{index:09d}",
-        "jpg": image,
-        "txt": captions[0].encode(),
-        "json": json.dumps(meta).encode(),
-    }
-
-
-def _write_split(directory: Path, samples: list[dict], shard_size: int = 4) -> Path:
-    with ShardSink(directory, "fixture", shard_size=shard_size) as sink:
-        for sample in samples:
-            sink.write(sample)
-    return directory
 
 
 def _module(tiny_clip, **kwargs) -> WebDatasetDataModule:
@@ -61,12 +27,14 @@ def _batches(loader) -> list[dict]:
 
 
 def test_corrupt_samples_are_skipped_and_counted(tmp_path, tiny_clip) -> None:
-    good = [_sample(i, _jpeg((10 * i, 0, 0)), [f"red dress {i}"], f"p{i}") for i in range(6)]
-    truncated = _sample(6, _jpeg((0, 0, 200))[:40], ["blue dress"], "p6")
-    not_an_image = _sample(7, b"this is not a jpeg", ["green dress"], "p7")
-    no_caption = _sample(8, _jpeg((0, 200, 0)), ["  "], "p8")
-    split = _write_split(
-        tmp_path / "val", [good[0], truncated, *good[1:4], not_an_image, no_caption, *good[4:]]
+    good = [
+        shard_sample(i, jpeg_bytes((10 * i, 0, 0)), f"p{i}", captions=[f"red dress {i}"]) for i in range(6)
+    ]
+    truncated = shard_sample(6, jpeg_bytes((0, 0, 200))[:40], "p6", captions=["blue dress"])
+    not_an_image = shard_sample(7, b"this is not a jpeg", "p7", captions=["green dress"])
+    no_caption = shard_sample(8, jpeg_bytes((0, 200, 0)), "p8", captions=["  "])
+    split = write_split(
+        tmp_path / "val", [good[0], truncated, *good[1:4], not_an_image, no_caption, *good[4:]], shard_size=4
     )
     dm = _module(tiny_clip, val=str(split), eval_batch_size=3)
     batches = _batches(dm.val_dataloader())
@@ -78,7 +46,11 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path, tiny_clip) -> None:
 
 def test_validation_uses_first_caption_and_training_samples_all(tmp_path, tiny_clip) -> None:
     captions = ["first caption", "second caption", "third caption"]
-    split = _write_split(tmp_path / "s", [_sample(i, _jpeg((0, 0, 0)), captions, "p") for i in range(16)])
+    split = write_split(
+        tmp_path / "s",
+        [shard_sample(i, jpeg_bytes((0, 0, 0)), "p", captions=captions) for i in range(16)],
+        shard_size=4,
+    )
     dm = _module(
         tiny_clip, train=str(split), val=str(split), batch_size=16, eval_batch_size=16, shuffle_buffer=1
     )
@@ -90,8 +62,10 @@ def test_validation_uses_first_caption_and_training_samples_all(tmp_path, tiny_c
 
 
 def test_product_ids_travel_as_stable_int64(tmp_path, tiny_clip) -> None:
-    split = _write_split(
-        tmp_path / "s", [_sample(i, _jpeg((0, 0, 0)), ["c"], f"prod-{i % 2}") for i in range(4)]
+    split = write_split(
+        tmp_path / "s",
+        [shard_sample(i, jpeg_bytes((0, 0, 0)), f"prod-{i % 2}", captions=["c"]) for i in range(4)],
+        shard_size=4,
     )
     batch = _batches(_module(tiny_clip, val=str(split), eval_batch_size=4).val_dataloader())[0]
     assert batch["product"].tolist() == [product_key(f"prod-{i % 2}") for i in range(4)]
@@ -99,7 +73,11 @@ def test_product_ids_travel_as_stable_int64(tmp_path, tiny_clip) -> None:
 
 
 def test_shard_specs_brace_glob_directory_and_list(tmp_path) -> None:
-    split = _write_split(tmp_path / "train", [_sample(i, _jpeg((0, 0, 0)), ["c"], "p") for i in range(10)])
+    split = write_split(
+        tmp_path / "train",
+        [shard_sample(i, jpeg_bytes((0, 0, 0)), "p", captions=["c"]) for i in range(10)],
+        shard_size=4,
+    )
     shards = sorted(str(p) for p in split.glob("*.tar"))
     assert len(shards) == 3
     assert resolve_shards(str(split)) == shards
@@ -118,8 +96,10 @@ def test_shard_spec_matching_nothing_names_the_spec_and_split(tmp_path) -> None:
 
 
 def test_epoch_length_from_manifest_and_resampled_budget(tmp_path, tiny_clip) -> None:
-    split = _write_split(
-        tmp_path / "train", [_sample(i, _jpeg((0, 0, 0)), ["c"], f"p{i}") for i in range(20)]
+    split = write_split(
+        tmp_path / "train",
+        [shard_sample(i, jpeg_bytes((0, 0, 0)), f"p{i}", captions=["c"]) for i in range(20)],
+        shard_size=4,
     )
     assert len(_module(tiny_clip, train=str(split), batch_size=4).train_dataloader()) == 5
     resampled = _module(tiny_clip, train=str(split), batch_size=4, resampled=True, samples_per_epoch=32)
@@ -146,11 +126,12 @@ def test_eval_samples_are_split_across_ranks_without_gaps_or_overlap() -> None:
     assert keys == list(range(7))
 
 
+@pytest.mark.slow
 def test_declared_epoch_length_never_exceeds_what_the_workers_yield(tmp_path, tiny_clip) -> None:
     """Each worker drops its own last partial batch; an epoch shorter than its declared length ends
     before Lightning runs validation, so the length must be a lower bound in every epoch."""
-    samples = [_sample(i, _jpeg((i, 0, 0)), ["c"], f"p{i}") for i in range(21)]
-    split = _write_split(tmp_path / "train", samples, shard_size=5)  # shards of 5, 5, 5, 5, 1
+    samples = [shard_sample(i, jpeg_bytes((i, 0, 0)), f"p{i}", captions=["c"]) for i in range(21)]
+    split = write_split(tmp_path / "train", samples, shard_size=5)  # shards of 5, 5, 5, 5, 1
     module = _module(tiny_clip, train=str(split), batch_size=4)
     module.num_workers = 2
     loader = module.train_dataloader()

@@ -12,18 +12,14 @@ import pytest
 from PIL import Image
 
 from fashion_clip.data.manifest import read_manifest, sha256_file
-from fashion_clip.demo.catalogue import (
-    CATEGORIES,
-    COLOURS,
-    DEFAULT_PRODUCTS,
-    MATERIALS,
-    PATTERNS,
-    catalogue_is_complete,
-    generate_demo_catalogue,
-    main,
-    plan_products,
-    render_views,
-)
+from fashion_clip.demo.captions import NOTES
+from fashion_clip.demo.catalogue import catalogue_is_complete, generate_demo_catalogue
+from fashion_clip.demo.cli import main
+from fashion_clip.demo.fabrics import COLOURS, GARMENT_MATERIALS, MATERIALS, PATTERNS
+from fashion_clip.demo.presets import DEFAULT_PRODUCTS
+from fashion_clip.demo.products import plan_products
+from fashion_clip.demo.rendering import render_views
+from fashion_clip.demo.shapes import SILHOUETTES
 
 SMALL = {"train": 30, "val": 8, "test": 8}
 SIZE = 64
@@ -58,11 +54,17 @@ def _metadata(split_samples: dict[str, dict[str, bytes]]) -> list[dict]:
 
 
 def test_vocabulary_tables_are_rich_enough() -> None:
-    assert len(CATEGORIES) >= 8
+    assert len(SILHOUETTES) >= 8
     assert len(COLOURS) >= 10
     assert len(PATTERNS) >= 4
     assert len(MATERIALS) >= 4
-    assert all(m in MATERIALS for c in CATEGORIES.values() for m in c.materials)
+    assert all(m in MATERIALS for materials in GARMENT_MATERIALS.values() for m in materials)
+
+
+def test_every_garment_type_has_a_silhouette_materials_and_notes_in_one_order() -> None:
+    assert list(SILHOUETTES) == list(GARMENT_MATERIALS) == list(NOTES)
+    assert all(silhouette.shapes for silhouette in SILHOUETTES.values())
+    assert all(GARMENT_MATERIALS.values()) and all(NOTES.values())
 
 
 def test_default_catalogue_covers_the_vocabulary_with_distinct_products() -> None:
@@ -70,7 +72,7 @@ def test_default_catalogue_covers_the_vocabulary_with_distinct_products() -> Non
     assert {split: len(items) for split, items in plan.items()} == dict(DEFAULT_PRODUCTS)
     products = [p for items in plan.values() for p in items]
     for split in SPLITS:
-        assert {p.category for p in plan[split]} == set(CATEGORIES)
+        assert {p.category for p in plan[split]} == set(SILHOUETTES)
         assert {p.colour for p in plan[split]} == set(COLOURS)
         assert {p.pattern for p in plan[split]} == set(PATTERNS)
     assert len({p.product_id for p in products}) == len(products)

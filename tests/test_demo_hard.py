@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 
 from fashion_clip.data.manifest import read_manifest
-from fashion_clip.demo.catalogue import (
-    HARD,
-    HARD_PRODUCTS,
-    SPLITS,
-    catalogue_is_complete,
-    generate_demo_catalogue,
-    main,
-    plan_products,
-)
-from fashion_clip.demo.hard_captions import COMPOSITIONS, sentence_count
+from fashion_clip.demo.captions import COMPOSITIONS, sentence_count
+from fashion_clip.demo.catalogue import catalogue_is_complete, generate_demo_catalogue
+from fashion_clip.demo.cli import main
+from fashion_clip.demo.presets import HARD, HARD_PRODUCTS, SPLITS
+from fashion_clip.demo.products import plan_products
 
 SMALL = {"train": 20, "val": 12, "test": 12}
 SIZE = 32

@@ -7,6 +7,8 @@ import pytest
 from fashion_clip.demo.catalogue import generate_demo_catalogue
 from fashion_clip.train import train
 
+pytestmark = pytest.mark.slow  # trains for a few CPU minutes
+
 # Measured on 2 CPU cores with this schedule: mean test recall 0.047 untrained -> 0.67 trained (14x);
 # `make demo`'s 8 epochs on the full catalogue reach ~0.79. The bar is the issue's 3x, plus an absolute
 # floor well under the measured value so a model that only un-breaks its init does not pass.
@@ -26,8 +28,8 @@ def test_short_training_at_least_triples_mean_recall(compose_train, learning_cat
         "experiment=demo", "trainer.max_epochs=4", "data.num_workers=1", data_dir=learning_catalogue
     )
     results = train(cfg)
-    before = results["before"]["test/mean_recall"]
-    after = results["after"]["test/mean_recall"]
+    before = results["before"]["full/mean_recall"]
+    after = results["after"]["full/mean_recall"]
     print(f"mean recall before {before:.4f} after {after:.4f} ({after / before:.1f}x)")
     assert after >= MIN_GAIN * before
     assert after >= MIN_AFTER

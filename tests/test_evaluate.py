@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
+from helpers.python_subprocess import run_python
+from helpers.tiny_model import save_tiny_weights
 
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.evaluate import evaluate
-from fashion_clip.evaluation.results_file import BASE, FINETUNED, read_results
-from fashion_clip.models.factory import create_clip
+from fashion_clip.reports.results_file import BASE, FINETUNED, read_results
 
 FEW_NEGATIVES = ("protocol.sample100.num_negatives=8", "protocol.sample100.num_queries=12")
 
 
 def test_base_model_gets_every_protocol(small_catalogue: Path, compose_train) -> None:
-    cfg = compose_train(*FEW_NEGATIVES, "num_workers=0", config_name="evaluate", data_dir=small_catalogue)
+    cfg = compose_train(
+        *FEW_NEGATIVES, "evaluation.num_workers=0", config_name="evaluate", data_dir=small_catalogue
+    )
     records = evaluate(cfg)
     assert [r.protocol for r in records] == ["full", "sample100", "zeroshot"]
     assert {r.stage for r in records} == {BASE}
@@ -31,17 +31,14 @@ def test_base_model_gets_every_protocol(small_catalogue: Path, compose_train) ->
 
 def test_checkpoint_evaluation_uses_its_weights(small_catalogue: Path, compose_train, tmp_path: Path) -> None:
     """A checkpoint must fully replace the model's weights: two evaluations of it agree exactly."""
-    torch.manual_seed(7)
-    state = create_clip("FashionCLIP-Tiny").model.state_dict()
-    ckpt = tmp_path / "weights.pt"
-    torch.save(state, ckpt)
+    ckpt = save_tiny_weights(tmp_path / "weights.pt", seed=7)
     results = []
     for seed in (1, 2):  # a different random init each time, overwritten by the checkpoint
         cfg = compose_train(
             "protocol=[full]",
             f"ckpt_path={ckpt}",
             f"seed={seed}",
-            "num_workers=0",
+            "evaluation.num_workers=0",
             config_name="evaluate",
             data_dir=small_catalogue,
         )
@@ -55,7 +52,7 @@ def test_fashionklip_export_writes_all_files(small_catalogue: Path, compose_trai
         "protocol=[full]",
         "export_fashionklip=true",
         "export_topk=3",
-        "num_workers=0",
+        "evaluation.num_workers=0",
         config_name="evaluate",
         data_dir=small_catalogue,
     )
@@ -87,29 +84,31 @@ def test_empty_split_is_a_clear_error(tmp_path: Path, compose_train) -> None:
     with wds.TarWriter(str(shards / "s-000000.tar")) as sink:
         sink.write({"__key__": "x", "jpg": b"not a jpeg", "txt": "a red dress"})
     cfg = compose_train(
-        "protocol=[full]", f"data.test={shards}/s-000000.tar", "num_workers=0", config_name="evaluate"
+        "protocol=[full]",
+        f"data.test={shards}/s-000000.tar",
+        "evaluation.num_workers=0",
+        config_name="evaluate",
     )
     with pytest.raises(MissingInputError, match="no readable image .1 corrupt"):
         evaluate(cfg)
 
 
 def test_unknown_split_names_the_choices(compose_train) -> None:
-    with pytest.raises(ConfigError, match="split='dev' is not one of train, val, test"):
-        evaluate(compose_train("split=dev", config_name="evaluate"))
+    with pytest.raises(ConfigError, match="evaluation.split='dev' is not one of train, val, test"):
+        evaluate(compose_train("evaluation.split=dev", config_name="evaluate"))
 
 
+@pytest.mark.slow
 def test_cli_writes_results_in_the_run_dir(small_catalogue: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "cli-run"
-    command = [
-        sys.executable,
+    done = run_python(
         "-m",
         "fashion_clip.evaluate",
         "protocol=[full]",
-        "num_workers=0",
+        "evaluation.num_workers=0",
         f"paths.data_dir={small_catalogue}",
         f"hydra.run.dir={run_dir}",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "mean_recall" in done.stdout
     assert read_results(run_dir / "evaluation_results.json")[0].protocol == "full"

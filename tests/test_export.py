@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
-from lightning_checkpoint import save_lightning
+from helpers.lightning_trainer import save_lightning
+from helpers.python_subprocess import run_python
+from helpers.tiny_model import TINY, random_tiny, save_tiny_weights
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.export import export_open_clip, plain_state_dict
@@ -56,11 +56,7 @@ def embeddings(model: open_clip.CLIP, image: torch.Tensor) -> tuple[torch.Tensor
     return model.encode_image(image, normalize=True), model.encode_text(tokens, normalize=True)
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """A fresh Python in `cwd`, as a user would start one."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
+@pytest.mark.slow
 def test_exports_load_in_plain_open_clip_and_embed_identically(
     builtin: tuple[open_clip.CLIP, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -81,7 +77,7 @@ def test_exports_load_in_plain_open_clip_and_embed_identically(
 
     torch.manual_seed(1)
     torch.save(torch.randn(2, 3, 224, 224), tmp_path / "image.pt")
-    result = run(["-c", PLAIN_OPEN_CLIP, BUILTIN, "image.pt", "out.pt", str(plain), str(lightning)], tmp_path)
+    result = run_python("-c", PLAIN_OPEN_CLIP, BUILTIN, "image.pt", "out.pt", plain, lightning, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     loaded = torch.load(tmp_path / "out.pt", weights_only=True)
     expected = embeddings(model, torch.load(tmp_path / "image.pt"))
@@ -91,41 +87,38 @@ def test_exports_load_in_plain_open_clip_and_embed_identically(
 
 
 def test_bias_of_a_siglip_architecture_is_kept() -> None:
-    torch.manual_seed(0)
-    model = create_model("FashionCLIP-Tiny")[0]
+    model = random_tiny(0)
     model.logit_bias = torch.nn.Parameter(torch.tensor(-2.0))
     assert "logit_bias" in plain_state_dict(model, architecture_has_bias=True)
     assert "logit_bias" not in plain_state_dict(model, architecture_has_bias=False)
 
 
 def test_existing_out_is_kept_unless_overwrite(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    torch.save(create_model("FashionCLIP-Tiny")[0].state_dict(), tmp_path / "weights.pt")
+    save_tiny_weights(tmp_path / "weights.pt", seed=0)
     out = tmp_path / "model.pt"
     out.write_text("mine")
     with pytest.raises(ConfigError, match=r"model\.pt' already exists.*overwrite=true"):
-        export_open_clip("FashionCLIP-Tiny", tmp_path / "weights.pt", out)
+        export_open_clip(TINY, tmp_path / "weights.pt", out)
     assert out.read_text() == "mine"
-    export_open_clip("FashionCLIP-Tiny", tmp_path / "weights.pt", out, overwrite=True)
+    export_open_clip(TINY, tmp_path / "weights.pt", out, overwrite=True)
     assert torch.load(out, weights_only=True).keys() == torch.load(tmp_path / "weights.pt").keys()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "weights.pt"]
 
 
+@pytest.mark.slow
 def test_cli_resolves_paths_from_the_launch_dir_and_rejects_another_architecture(
     builtin: tuple[open_clip.CLIP, Path], tmp_path: Path
 ) -> None:
-    torch.manual_seed(0)
-    state = create_model("FashionCLIP-Tiny")[0].state_dict()
-    torch.save(state, tmp_path / "tiny.pt")
+    state = torch.load(save_tiny_weights(tmp_path / "tiny.pt", seed=0))
     cli = ["-m", "fashion_clip.export", "model=tiny", f"hydra.run.dir={tmp_path / 'run'}"]
 
-    done = run([*cli, "ckpt_path=tiny.pt", "out=exported/model.pt"], tmp_path)
+    done = run_python(*cli, "ckpt_path=tiny.pt", "out=exported/model.pt", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     exported = torch.load(tmp_path / "exported" / "model.pt", weights_only=True)
     assert exported.keys() == state.keys() and all(torch.equal(exported[k], state[k]) for k in state)
 
     _, other = builtin
-    failed = run([*cli, f"ckpt_path={other}", "out=other.pt"], tmp_path)
+    failed = run_python(*cli, f"ckpt_path={other}", "out=other.pt", cwd=tmp_path)
     assert failed.returncode == 2
     assert "Traceback" not in failed.stderr
     assert "does not fit model.name='FashionCLIP-Tiny'" in failed.stderr  # refused before any model is built
@@ -136,17 +129,16 @@ def test_cli_resolves_paths_from_the_launch_dir_and_rejects_another_architecture
 def test_lora_checkpoint_exports_merged_into_the_plain_architecture(tmp_path: Path) -> None:
     from fashion_clip.models.lora import LoraSettings
 
-    torch.manual_seed(0)
     lora = LoraSettings(enabled=True, targets=("mlp.c_fc", "mlp.c_proj"))
-    adapted, _, _ = create_model("FashionCLIP-Tiny", lora=lora)
+    adapted = random_tiny(0, lora=lora)
     with torch.no_grad():  # trained adapters: B is zero at init, so perturb it
         for name, param in adapted.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.05)
     ckpt = tmp_path / "lora.pt"
     torch.save(adapted.state_dict(), ckpt)
-    out = export_open_clip("FashionCLIP-Tiny", ckpt, tmp_path / "plain.pt", lora=lora)
-    plain, _, _ = create_model("FashionCLIP-Tiny")
+    out = export_open_clip(TINY, ckpt, tmp_path / "plain.pt", lora=lora)
+    plain, _, _ = create_model(TINY)
     state = torch.load(out, weights_only=True)
     assert set(state) == set(plain.state_dict())
     plain.load_state_dict(state)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from raw_catalogue import fashiongen_raw, metadata, write_pickle, write_png
+from helpers.raw_catalogue import fashiongen_raw, metadata, write_pickle, write_png
 
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.ingest.sources import fashiongen

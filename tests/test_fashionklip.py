@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from raw_catalogue import decoded, image_array, metadata, read_split
+from helpers.raw_catalogue import decoded, image_array, metadata, read_split
 
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.ingest.images import CLIP_MEAN, CLIP_STD

@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from helpers.embedded_splits import brute_force_hits, random_split
 
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
+from fashion_clip.evaluation.embedded_split import CaptionRecord
 from fashion_clip.evaluation.embedding import distinct_captions
 from fashion_clip.evaluation.full_protocol import full_protocol
 
 
-def random_split(
-    products: int = 30, images_per_product: int = 2, dim: int = 16, seed: int = 0
-) -> EmbeddedSplit:
-    """Random unit features: 2 images and 1-2 captions per product."""
-    g = torch.Generator().manual_seed(seed)
-    images = [
-        ImageRecord(f"k{p}-{i}", f"p{p}", f"c{p % 3}", f"caption {p}", "shard.tar")
-        for p in range(products)
-        for i in range(images_per_product)
-    ]
-    captions = [
-        CaptionRecord(f"p{p}", f"caption {p} v{j}") for p in range(products) for j in range(1 + p % 2)
-    ]
-    return EmbeddedSplit(
-        F.normalize(torch.randn(len(images), dim, generator=g), dim=-1),
-        images,
-        F.normalize(torch.randn(len(captions), dim, generator=g), dim=-1),
-        captions,
-    )
-
-
 def brute_force_recall(queries, gallery, query_products, gallery_products, k) -> float:
-    """Python loop: sort every row fully and look for the query's product in the first k."""
-    hits = 0
-    for q, product in zip(queries, query_products, strict=True):
-        order = sorted(range(len(gallery)), key=lambda j: -float(q @ gallery[j]))
-        hits += any(gallery_products[j] == product for j in order[:k])
-    return hits / len(queries)
+    """Share of queries whose product is among their k best-scoring gallery items."""
+    hits = brute_force_hits(queries, gallery, query_products, gallery_products, k)
+    return sum(hits) / len(hits)
 
 
 def test_full_protocol_matches_brute_force() -> None:
-    split = random_split()
+    split = random_split(products=30, dim=16)
     metrics = full_protocol(split, ks=(1, 5, 10), chunk_size=7)
     image_products = [r.product_id for r in split.images]
     caption_products = [r.product_id for r in split.captions]
@@ -60,7 +36,7 @@ def test_full_protocol_matches_brute_force() -> None:
 
 
 def test_perfect_features_give_full_recall() -> None:
-    split = random_split()
+    split = random_split(products=30, dim=16)
     by_product = {r.product_id: split.caption_features[i] for i, r in enumerate(split.captions)}
     split.image_features = torch.stack([by_product[r.product_id] for r in split.images])
     split.caption_features = torch.stack([by_product[r.product_id] for r in split.captions])

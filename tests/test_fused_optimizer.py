@@ -8,13 +8,13 @@ import logging
 import lightning as L
 import pytest
 import torch
+from helpers.lightning_trainer import fit_one_step
+from helpers.tiny_model import random_tiny, training_batch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
-from torch.utils.data import DataLoader
 
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.models.clip_module import ClipModule
-from fashion_clip.models.factory import create_clip
 from fashion_clip.optim.fused import build_optimizer, fused_refusal
 from fashion_clip.optim.param_groups import param_groups
 
@@ -95,36 +95,23 @@ class RecordOptimizer(L.Callback):
         self.fused = trainer.optimizers[0].defaults["fused"]
 
 
-def fit_one_step(optimizer: functools.partial, **trainer_options) -> bool:
+def fit_bf16_step(optimizer: functools.partial, **trainer_options) -> bool:
     """One bf16-mixed step of tiny through a real Trainer; whether it ran fused."""
-    torch.manual_seed(0)
-    model = create_clip("FashionCLIP-Tiny").model
-    side = model.visual.image_size
-    batch = {
-        "image": torch.randn(4, 3, *side),
-        "text": torch.randint(1, model.vocab_size, (4, model.context_length)),
-        "skipped": torch.tensor(0),
-    }
+    model = random_tiny(0)
+    module = ClipModule(model, InfoNCELoss(), optimizer)
     record = RecordOptimizer()
-    trainer = L.Trainer(
-        accelerator="cpu",
+    fit_one_step(
+        module,
+        [training_batch(model, 4, seed=0)],
         precision="bf16-mixed",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[record],
         **trainer_options,
     )
-    module = ClipModule(model, InfoNCELoss(), optimizer)
-    trainer.fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
     return bool(record.fused)
 
 
 def test_clipped_mixed_precision_fit_falls_back_instead_of_failing(adamw, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="fashion_clip.optim.fused"):
-        assert fit_one_step(adamw, gradient_clip_val=1.0) is False
+        assert fit_bf16_step(adamw, gradient_clip_val=1.0) is False
     assert [r for r in caplog.records if FALLBACK_LOG in r.getMessage()]
-    assert fit_one_step(adamw) is True, "without clipping the run keeps the fused default"
+    assert fit_bf16_step(adamw) is True, "without clipping the run keeps the fused default"

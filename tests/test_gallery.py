@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.tiny_model import save_tiny_weights
+from helpers.train_overrides import TINY_ON_CPU
 from PIL import Image
 
 from fashion_clip.errors import ConfigError
@@ -23,13 +25,11 @@ from fashion_clip.evaluation.failure_gallery import (
     find_failures,
     product_ranks,
 )
-from fashion_clip.evaluation.gallery_page import write_gallery
-from fashion_clip.evaluation.results_file import read_results
-from fashion_clip.models.factory import create_clip
+from fashion_clip.reports.gallery_page import write_gallery
+from fashion_clip.reports.results_file import read_results
 from fashion_clip.train import gallery_size, train
 
 CATEGORIES = ["dress", "shoes"]
-FAST = ("model=tiny", "trainer=cpu", "data.num_workers=0", "data.batch_size=16", "data.eval_batch_size=32")
 
 
 def gallery_split(
@@ -154,9 +154,9 @@ def test_bad_gallery_options_stop_evaluate_and_train_before_work(
     with pytest.raises(
         ConfigError, match="gallery_size must be a positive number of queries per kind, got 0"
     ):
-        evaluate(evaluate_cfg("gallery=true", "gallery_size=0"))
-    with pytest.raises(ConfigError, match="gallery_base=true .* set ckpt_path"):
-        evaluate(evaluate_cfg("gallery=true", "gallery_base=true"))
+        evaluate(evaluate_cfg("evaluation.gallery=true", "evaluation.gallery_size=0"))
+    with pytest.raises(ConfigError, match="evaluation.gallery_base=true .* set ckpt_path"):
+        evaluate(evaluate_cfg("evaluation.gallery=true", "evaluation.gallery_base=true"))
     cfg = compose_train("evaluation.gallery=true", "evaluation.gallery_size=0")
     with pytest.raises(ConfigError, match="evaluation.gallery_size must be a positive number"):
         gallery_size(cfg)
@@ -166,16 +166,14 @@ def test_bad_gallery_options_stop_evaluate_and_train_before_work(
 def test_evaluate_writes_attributes_breakdowns_and_gallery(
     small_catalogue: Path, compose_train, tmp_path
 ) -> None:
-    torch.manual_seed(3)
-    ckpt = tmp_path / "weights.pt"
-    torch.save(create_clip("FashionCLIP-Tiny").model.state_dict(), ckpt)
+    ckpt = save_tiny_weights(tmp_path / "weights.pt", seed=3)
     cfg = compose_train(
         "protocol=[full,attributes]",
         f"ckpt_path={ckpt}",
-        "gallery=true",
-        "gallery_size=2",
-        "gallery_base=true",
-        "num_workers=0",
+        "evaluation.gallery=true",
+        "evaluation.gallery_size=2",
+        "evaluation.gallery_base=true",
+        "evaluation.num_workers=0",
         config_name="evaluate",
         data_dir=small_catalogue,
     )
@@ -203,7 +201,7 @@ def test_training_writes_the_gallery_with_the_base_model_beside(
     compose_train, small_catalogue, tmp_path
 ) -> None:
     cfg = compose_train(
-        *FAST,
+        *TINY_ON_CPU,
         "trainer.fast_dev_run=1",
         "protocol=[full]",
         "evaluation.gallery=true",

@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from raw_catalogue import image_array, metadata, read_split
+from helpers.raw_catalogue import image_array, metadata, read_split
 
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.ingest.sources import h5

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.raw_catalogue import decoded, image_array, truncate, write_png
 from PIL import Image
-from raw_catalogue import decoded, image_array, truncate, write_png
 
 from fashion_clip.ingest.images import array_to_image, encode_jpeg, fit_within, load_image
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from helpers.search_index import brute_force_products, index_of, load_tiny
+from helpers.tiny_model import TINY, save_tiny_weights
 from PIL import Image
-from search_helpers import TINY, brute_force_products, index_of, load_tiny, save_tiny_weights
 
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.data.shard_spec import resolve_shards
@@ -207,6 +209,15 @@ def test_query_flags_replace_only_what_they_name(shard_index: IndexData):
     config = query_config(shard_index.model, "ViT-B-32", None, "/tokenizers/gemma")
     assert config == {**shard_index.model.config, "name": "ViT-B-32", "tokenizer": "/tokenizers/gemma"}
     assert query_config(shard_index.model, None, None, None) == shard_index.model.config
+
+
+def test_index_from_before_model_lock_rebuilds_the_same_model(tiny, shard_index: IndexData):
+    """Index files store the model config they were built with: the flat lock_* keys of older versions."""
+    lock = {"image": False, "image_unlocked_groups": 0, "text": False, "text_freeze_layer_norm": True}
+    legacy = {f"lock_{key}": value for key, value in lock.items()} | {"channels_last": False}
+    older = dataclasses.replace(shard_index.model, config=shard_index.model.config | legacy)
+    assert query_config(older, None, None, None) == shard_index.model.config | {"lock": lock}
+    assert build_query_model(older).model.state_dict().keys() == tiny[0].model.state_dict().keys()
 
 
 def test_undecodable_query_image_names_the_file(tmp_path: Path):

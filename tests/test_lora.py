@@ -7,13 +7,14 @@ import copy
 import open_clip
 import pytest
 import torch
+from helpers.tiny_model import TINY, embed, random_tiny
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.models.factory import create_model
 from fashion_clip.models.lora import LoraSettings, apply_lora, merge_lora
+from fashion_clip.models.tower_lock import LockSettings
 
-TINY = "FashionCLIP-Tiny"
 LAYERS = 4
 RANK = 4
 ALPHA = 8.0
@@ -25,23 +26,7 @@ def _settings(**overrides) -> LoraSettings:
 
 @pytest.fixture
 def base() -> open_clip.CLIP:
-    torch.manual_seed(0)
-    return create_model(TINY)[0].eval()
-
-
-@pytest.fixture
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    return torch.randn(6, 3, 64, 64, generator=generator), torch.randint(
-        1, 1000, (6, 32), generator=generator
-    )
-
-
-def _embed(
-    model: open_clip.CLIP, batch: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        return model.encode_image(batch[0]), model.encode_text(batch[1])
+    return random_tiny(0).eval()
 
 
 def _perturb(model: open_clip.CLIP, match: str = "lora_") -> None:
@@ -62,35 +47,35 @@ def test_only_adapters_and_temperature_train(base: open_clip.CLIP) -> None:
     assert sum(".lora_A." in n for n in trainable) == 2 * LAYERS * 4
 
 
-def test_adapted_model_equals_base_at_init(base: open_clip.CLIP, batch) -> None:
-    expected = _embed(base, batch)
-    actual = _embed(apply_lora(base, _settings()), batch)
+def test_adapted_model_equals_base_at_init(base: open_clip.CLIP, tiny_inputs) -> None:
+    expected = embed(base, tiny_inputs)
+    actual = embed(apply_lora(base, _settings()), tiny_inputs)
     for a, e in zip(actual, expected, strict=True):
         assert torch.equal(a, e)
 
 
 @pytest.mark.parametrize("adapters", [".attn.lora_", ".mlp.c_fc.lora_"])
 def test_attention_and_mlp_adapters_both_change_the_output(
-    base: open_clip.CLIP, batch, adapters: str
+    base: open_clip.CLIP, tiny_inputs, adapters: str
 ) -> None:
-    expected = _embed(base, batch)
+    expected = embed(base, tiny_inputs)
     model = apply_lora(copy.deepcopy(base), _settings())
     _perturb(model, adapters)
-    image, text = _embed(model, batch)
+    image, text = embed(model, tiny_inputs)
     assert not torch.allclose(image, expected[0], atol=1e-3)
     assert not torch.allclose(text, expected[1], atol=1e-3)
 
 
-def test_merged_model_matches_adapted_model_with_original_keys(base: open_clip.CLIP, batch) -> None:
+def test_merged_model_matches_adapted_model_with_original_keys(base: open_clip.CLIP, tiny_inputs) -> None:
     keys = list(base.state_dict())
     model = apply_lora(base, _settings())
     _perturb(model)
-    adapted = _embed(model, batch)
+    adapted = embed(model, tiny_inputs)
     merged = merge_lora(model)
     assert type(merged) is type(base)
     assert sorted(merged.state_dict()) == sorted(keys)  # peft re-registers in_proj_weight last
     assert not any("lora" in type(m).__module__ for m in merged.modules())
-    for m, a in zip(_embed(merged, batch), adapted, strict=True):
+    for m, a in zip(embed(merged, tiny_inputs), adapted, strict=True):
         torch.testing.assert_close(m, a, atol=1e-5, rtol=1e-5)
 
 
@@ -105,14 +90,17 @@ def test_merged_weight_is_base_plus_scaled_low_rank_product(base: open_clip.CLIP
     torch.testing.assert_close(merged, original + delta)
 
 
-def test_a_training_step_moves_only_adapters(base: open_clip.CLIP, batch) -> None:
+def test_a_training_step_moves_only_adapters(base: open_clip.CLIP, tiny_inputs) -> None:
     frozen = {n: p.detach().clone() for n, p in base.named_parameters() if n != "logit_scale"}
     model = apply_lora(base, _settings()).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-2)
     for _ in range(2):  # the second step sees non-zero B, so A gets gradients too
         optimizer.zero_grad()
-        image, text = model.encode_image(batch[0], True), model.encode_text(batch[1], True)
+        image, text = (
+            model.encode_image(tiny_inputs[0], True),
+            model.encode_text(tiny_inputs[1], True),
+        )
         InfoNCELoss()(image, text, model.logit_scale.exp()).backward()
         optimizer.step()
     lora_grads = {n: p.grad for n, p in model.named_parameters() if ".lora_" in n}
@@ -139,14 +127,14 @@ def test_one_tower_keeps_the_other_trainable(base: open_clip.CLIP) -> None:
 
 
 def test_lora_respects_lock_on_the_tower_it_does_not_adapt() -> None:
-    model, _, _ = create_model(TINY, lock_image=True, lora=_settings(towers=["text"]))
+    model, _, _ = create_model(TINY, lock=LockSettings(image=True), lora=_settings(towers=["text"]))
     assert not any(p.requires_grad for p in model.visual.parameters())
     assert any(p.requires_grad for n, p in model.named_parameters() if ".lora_" in n)
 
 
-def test_merge_lora_without_adapters_is_a_no_op(base: open_clip.CLIP, batch) -> None:
-    expected = _embed(base, batch)
-    for m, e in zip(_embed(merge_lora(base), batch), expected, strict=True):
+def test_merge_lora_without_adapters_is_a_no_op(base: open_clip.CLIP, tiny_inputs) -> None:
+    expected = embed(base, tiny_inputs)
+    for m, e in zip(embed(merge_lora(base), tiny_inputs), expected, strict=True):
         assert torch.equal(m, e)
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from gloo_group import free_port, gloo_group
+from helpers.gloo_group import free_port, gloo_group
 from hydra.utils import instantiate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -301,6 +301,7 @@ def ddp_worker(rank: int, port: int, loss_cls: type[ContrastiveLoss], options: d
         (SigLipLoss, {"positives": "pair", "same_caption_positive": True}),
     ],
 )
+@pytest.mark.slow
 def test_ddp_loss_and_gradients_match_single_process(
     loss_cls: type[ContrastiveLoss], options: dict, tmp_path: Path
 ) -> None:

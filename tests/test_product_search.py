@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from search_helpers import brute_force_products, synthetic_index
+from helpers.search_index import brute_force_products, synthetic_index
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.retrieval import image_search

@@ -7,10 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fashion_clip.errors import MissingInputError
-from fashion_clip.evaluation.comparison import gather
-from fashion_clip.evaluation.results_file import (
+from fashion_clip.report import main
+from fashion_clip.reports.before_after import before_after_rows
+from fashion_clip.reports.comparison import gather
+from fashion_clip.reports.comparison_report import report
+from fashion_clip.reports.results_file import (
     BASE,
     FINETUNED,
     EvaluationRecord,
@@ -18,7 +22,7 @@ from fashion_clip.evaluation.results_file import (
     read_results,
     write_results,
 )
-from fashion_clip.report import main, report
+from fashion_clip.reports.results_table import print_records
 
 
 def record(stage: str, mean: float, loss: str | None = None, model: str = "ViT-B-32", protocol: str = "full"):
@@ -144,3 +148,49 @@ def test_attribute_search_gets_its_columns_gains_by_field_and_chart_panel(tmp_pa
     )
     assert "| run | tiny | base | pattern | 1 | - | - | - | - | - | - | - |" in fields  # skipped: 1 value
     assert written[".png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recall_columns_follow_the_configured_ks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ks_1_5_20 = ["i2t_r1", "i2t_r5", "i2t_r20", "t2i_r1", "t2i_r5", "t2i_r20", "mean_recall"]
+    metrics = {name: 0.1 * (i + 1) for i, name in enumerate(ks_1_5_20)}
+    evaluated = EvaluationRecord("tiny", None, None, None, "demo", "test", BASE, "full", metrics)
+    write_results([evaluated], tmp_path / "run")
+    with report([tmp_path / "run"], tmp_path / "out")[".csv"].open() as f:
+        header = next(csv.reader(f))
+    assert header[header.index("protocol") + 1 : header.index("top1")] == ks_1_5_20
+    print_records([evaluated], "recall@20")
+    assert "i2t_r20" in capsys.readouterr().out
+    finetuned = EvaluationRecord(
+        "tiny", None, "best.ckpt", None, "demo", "test", FINETUNED, "full", {"i2t_r20": 0.8}
+    )
+    rows = before_after_rows([evaluated, finetuned])
+    assert [row[1] for row in rows] == ks_1_5_20
+    assert rows[2] == ("full", "i2t_r20", "0.3000", "0.8000", "2.7x")
+    assert rows[0] == ("full", "i2t_r1", "0.1000", "-", "-")
+
+
+def save_sweep_job(run_dir: Path, num: int, overrides: list[str]) -> None:
+    """The part of `.hydra/hydra.yaml` Hydra writes into a multirun job's directory that names the job."""
+    saved = {"hydra": {"mode": "MULTIRUN", "job": {"num": num}, "overrides": {"task": overrides}}}
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(saved))
+
+
+def test_sweep_jobs_are_named_by_the_overrides_that_differ_between_them(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    # a path among the overrides nests the job's directory, as Hydra's override_dirname does
+    fixed = ["data=demo", "model=tiny", "paths.data_dir=/data/catalogue", "protocol=[full,sample100]"]
+    for num, (loss, seed) in enumerate([("infonce", 1), ("siglip", 1), ("siglip", 2)]):
+        overrides = [*fixed, f"loss={loss}", f"+seed={seed}"]
+        run = sweep / f"{num}_{','.join(sorted(overrides))}"
+        write_results([record(FINETUNED, 0.5, loss)], run)
+        save_sweep_job(run, num, overrides)
+    write_results([record(BASE, 0.2)], tmp_path / "single-run")
+    assert sorted(row.run for row in gather([sweep, tmp_path / "single-run"])) == [
+        "multirun/0_+seed=1,loss=infonce",
+        "multirun/1_+seed=1,loss=siglip",
+        "multirun/2_+seed=2,loss=siglip",
+        "single-run",
+    ]

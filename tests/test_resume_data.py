@@ -11,21 +11,14 @@ import lightning as L
 import pytest
 import torch
 import webdataset as wds
+from helpers.train_overrides import TINY_ON_CPU
 
 from fashion_clip.data.batching import BATCHINGS
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.resumable import StreamPosition
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import resolve_shards
-from fashion_clip.models.factory import create_clip
 from fashion_clip.train import train
-
-FAST = ("model=tiny", "trainer=cpu", "data.num_workers=0", "data.batch_size=16", "data.eval_batch_size=32")
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    return create_clip("FashionCLIP-Tiny")
 
 
 @pytest.fixture(params=BATCHINGS)
@@ -75,7 +68,7 @@ def assert_same_batches(got: list[dict], expected: list[dict]) -> None:
         assert all(torch.equal(a[key], b[key]) for key in a if key != "caption")
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_fresh_loader_at_a_saved_position_yields_the_rest_of_that_epoch(make_loader, num_workers) -> None:
     uninterrupted = make_loader(num_workers)
     first, reference = list(uninterrupted), list(uninterrupted)
@@ -188,7 +181,7 @@ class RecordBatches(L.Callback):
 def fit(compose_train, catalogue, run_dir, *overrides: str) -> RecordBatches:
     """One `train()` run on the small catalogue, writing to its own run directory."""
     cfg = compose_train(
-        *FAST,
+        *TINY_ON_CPU,
         "data.batch_size=32",
         "test_before_fit=false",
         "test_after_fit=false",
@@ -204,6 +197,7 @@ def fit(compose_train, catalogue, run_dir, *overrides: str) -> RecordBatches:
 
 
 @pytest.mark.parametrize("batching", BATCHINGS)
+@pytest.mark.slow
 def test_lightning_resume_continues_with_the_batch_the_run_would_have_seen(
     compose_train, small_catalogue, tmp_path, batching
 ) -> None:

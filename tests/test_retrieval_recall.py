@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from gloo_group import free_port, gloo_group
+from helpers.gloo_group import free_port, gloo_group
 
 from fashion_clip.metrics import RetrievalRecall, recall_at_k
 
@@ -186,6 +186,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_gather_equals_single_process(tmp_path: Path) -> None:
     world_size = 2
     mp.spawn(_ddp_worker, args=(world_size, free_port(), str(tmp_path)), nprocs=world_size, join=True)

@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.hydra_compose import compose_with_hydra
+from helpers.python_subprocess import run_python
+from helpers.search_index import index_of, load_tiny, synthetic_index
+from helpers.tiny_model import save_tiny_weights
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from search_helpers import index_of, load_tiny, save_tiny_weights, synthetic_index
 
-from fashion_clip.config import CONFIG_DIR
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.index import index_catalogue
@@ -28,12 +29,11 @@ DATA_URI = '<img src="data:image/jpeg;base64,'
 
 
 def _run(cwd: Path, *args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}  # a wide table, so ids are not folded across lines
-    return subprocess.run(
-        [sys.executable, "-m", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    """`python -m *args` in `cwd` with a wide terminal, so the table does not fold ids across lines."""
+    return run_python("-m", *args, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
 
 
+@pytest.mark.slow
 def test_index_then_search_by_image_end_to_end(small_catalogue: Path, tmp_path: Path) -> None:
     split = small_catalogue / "demo" / "test"
     save_tiny_weights(tmp_path / "tiny.pt", seed=0)
@@ -43,7 +43,7 @@ def test_index_then_search_by_image_end_to_end(small_catalogue: Path, tmp_path: 
         f"source={split}",
         "out=index.pt",
         "ckpt_path=tiny.pt",
-        "num_workers=0",
+        "evaluation.num_workers=0",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert made.returncode == 0, made.stderr
@@ -128,9 +128,7 @@ def compose_index(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     """`conf/index.yaml` composed as the CLI would, launched from tmp_path."""
 
     def _compose(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="index", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose_with_hydra("index", list(overrides))
         cfg.hydra.runtime.cwd = str(tmp_path)
         HydraConfig.instance().set_config(cfg)
         return cfg

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from raw_catalogue import mapping, shard_bytes
+from helpers.raw_catalogue import mapping, shard_bytes
 
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.ingest.items import Entry

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 from braceexpand import braceexpand
-from raw_catalogue import decoded, mapping, metadata, read_split, shard_bytes, truncate, write_json, write_png
+from helpers.raw_catalogue import (
+    decoded,
+    mapping,
+    metadata,
+    read_split,
+    shard_bytes,
+    truncate,
+    write_json,
+    write_png,
+)
 
 from fashion_clip.data.manifest import read_manifest, sha256_file
 from fashion_clip.data.shard_spec import count_samples, resolve_shards

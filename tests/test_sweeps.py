@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.hydra_compose import compose_with_hydra
+from helpers.python_subprocess import run_python
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.results_file import RESULTS_NAME, read_results
 from fashion_clip.launcher_check import check_launcher
+from fashion_clip.reports.results_file import RESULTS_NAME, read_results
 
 CONFIG_DIR_PATH = Path(CONFIG_DIR)
 QUICK = ("trainer=cpu", "trainer.max_steps=2", "data.num_workers=0", "data.batch_size=8", "protocol=[full]")
@@ -21,10 +23,10 @@ QUICK = ("trainer=cpu", "trainer.max_steps=2", "data.num_workers=0", "data.batch
 
 def train_cli(*overrides: str, data_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real entry point, as a user (or a cluster job) would."""
-    command = [sys.executable, "-m", "fashion_clip.train", *overrides, f"paths.data_dir={data_dir}"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return run_python("-m", "fashion_clip.train", *overrides, f"paths.data_dir={data_dir}", timeout=timeout)
 
 
+@pytest.mark.slow
 def test_model_loss_study_runs_every_loss_and_ends_with_the_comparison(small_catalogue: Path, tmp_path: Path):
     sweep = tmp_path / "sweep"
     done = train_cli(
@@ -49,6 +51,7 @@ def test_model_loss_study_runs_every_loss_and_ends_with_the_comparison(small_cat
         ("siglip", "finetuned"),
     ]
     assert all(r["vs_base"].endswith("%") for r in rows if r["stage"] == "finetuned")
+    assert {r["run"] for r in rows} == {"0_loss=infonce", "1_loss=siglip"}  # only the swept key
     assert (sweep / "comparison.png").stat().st_size > 0
 
 
@@ -76,6 +79,7 @@ def test_the_product_study_sweeps_its_variants(compose_train) -> None:
         assert (cfg.loss.positives, cfg.loss.same_caption_positive, cfg.data.batching) == expected
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(small_catalogue: Path, tmp_path: Path) -> None:
     """Lightning DDP with gloo: both ranks train, gather features for the loss and finish together."""
     run_dir = tmp_path / "ddp"
@@ -100,19 +104,13 @@ def test_ddp_on_two_cpu_processes(small_catalogue: Path, tmp_path: Path) -> None
 
 
 def test_slurm_launcher_composes_with_the_trainer_reading_its_allocation(compose_train) -> None:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    from fashion_clip.config import CONFIG_DIR
-
     overrides = [
         "hydra/launcher=slurm",
         "hydra.launcher.partition=gpu",
         "hydra.launcher.nodes=2",
         "trainer=slurm",
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_with_hydra("train", overrides)
     HydraConfig.instance().set_config(cfg)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
@@ -121,6 +119,7 @@ def test_slurm_launcher_composes_with_the_trainer_reading_its_allocation(compose
     check_launcher(launcher)
 
 
+@pytest.mark.slow
 def test_slurm_without_partition_fails_before_submitting(small_catalogue: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hydra.launcher.partition"):
         check_launcher(OmegaConf.create({"_target_": "x.SlurmLauncher", "partition": "???"}))
@@ -130,6 +129,7 @@ def test_slurm_without_partition_fails_before_submitting(small_catalogue: Path, 
     assert not list(tmp_path.rglob(".submitit"))
 
 
+@pytest.mark.slow
 def test_submitit_local_launch_runs_a_tiny_job(small_catalogue: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "local"
     done = train_cli(

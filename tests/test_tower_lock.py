@@ -1,4 +1,4 @@
-"""Tower locks: which parameters train for each lock setting, and the build-time errors for bad counts."""
+"""Tower locks: which parameters train for each `model.lock` setting, and the errors for bad settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from fashion_clip.errors import ConfigError
 from fashion_clip.models.factory import create_model
 from fashion_clip.models.lora import LoraSettings
-from fashion_clip.models.tower_lock import image_lock_groups, text_lock_groups
+from fashion_clip.models.tower_lock import LockSettings, image_lock_groups, text_lock_groups
 
 TINY = "FashionCLIP-Tiny"
 LAYERS = 4  # FashionCLIP-Tiny has 4 blocks per tower
@@ -54,15 +54,15 @@ def test_no_lock_trains_everything() -> None:
 
 @pytest.mark.parametrize("unlocked", [0, 1, 2, LAYERS + 1, LAYERS + 2])
 def test_lock_image_leaves_top_groups_trainable(unlocked: int) -> None:
-    model, _, _ = create_model(TINY, lock_image=True, lock_image_unlocked_groups=unlocked)
+    model, _, _ = create_model(TINY, lock=LockSettings(image=True, image_unlocked_groups=unlocked))
     names = {n for n, _ in model.named_parameters()}
     text_and_shared = {n for n in names if not n.startswith("visual.")}
     assert _trainable(model) == text_and_shared | _top_groups(names, "image", unlocked)
 
 
 def test_one_unlocked_image_group_is_the_projection_and_two_add_the_last_block() -> None:
-    one, _, _ = create_model(TINY, lock_image=True, lock_image_unlocked_groups=1)
-    two, _, _ = create_model(TINY, lock_image=True, lock_image_unlocked_groups=2)
+    one, _, _ = create_model(TINY, lock=LockSettings(image=True, image_unlocked_groups=1))
+    two, _, _ = create_model(TINY, lock=LockSettings(image=True, image_unlocked_groups=2))
     visual_one = {n for n in _trainable(one) if n.startswith("visual.")}
     visual_two = {n for n in _trainable(two) if n.startswith("visual.")}
     assert visual_one == {"visual.proj"}
@@ -73,57 +73,56 @@ def test_one_unlocked_image_group_is_the_projection_and_two_add_the_last_block()
 
 @pytest.mark.parametrize("unlocked", [1, 2, LAYERS + 2])
 def test_lock_text_leaves_top_layers_trainable(unlocked: int) -> None:
-    model, _, _ = create_model(TINY, lock_text=True, lock_text_unlocked_layers=unlocked)
+    model, _, _ = create_model(TINY, lock=LockSettings(text=True, text_unlocked_layers=unlocked))
     names = {n for n, _ in model.named_parameters()}
     image_and_shared = {n for n in names if n.startswith(("visual.", "logit_"))}
     assert _trainable(model) == image_and_shared | _top_groups(names, "text", unlocked)
 
 
 def test_both_towers_locked_with_some_unlocked_layers_builds() -> None:
-    model, _, _ = create_model(TINY, lock_image=True, lock_text=True, lock_text_unlocked_layers=1)
+    model, _, _ = create_model(TINY, lock=LockSettings(image=True, text=True, text_unlocked_layers=1))
     assert _trainable(model) == {"text_projection", "logit_scale"}
 
 
 def test_everything_locked_is_a_config_error_naming_the_keys() -> None:
     with pytest.raises(ConfigError, match="only logit_scale/logit_bias would train") as info:
-        create_model(TINY, lock_image=True, lock_text=True)
-    for key in ("model.lock_image_unlocked_groups", "model.lock_text_unlocked_layers", "model.lora.enabled"):
+        create_model(TINY, lock=LockSettings(image=True, text=True))
+    for key in ("model.lock.image_unlocked_groups", "model.lock.text_unlocked_layers", "model.lora.enabled"):
         assert key in str(info.value)
 
 
 def test_everything_locked_but_lora_builds() -> None:
-    model, _, _ = create_model(TINY, lock_image=True, lock_text=True, lora=LoraSettings(enabled=True, r=2))
+    both = LockSettings(image=True, text=True)
+    model, _, _ = create_model(TINY, lock=both, lora=LoraSettings(enabled=True, r=2))
     assert any("lora_" in n for n in _trainable(model))
 
 
 @pytest.mark.parametrize(
-    ("controls", "key"),
+    ("settings", "key"),
     [
-        (
-            {"lock_image": True, "lock_image_unlocked_groups": LAYERS + 3},
-            "model.lock_image_unlocked_groups=7",
-        ),
-        ({"lock_image": True, "lock_image_unlocked_groups": -1}, "model.lock_image_unlocked_groups=-1"),
-        ({"lock_text": True, "lock_text_unlocked_layers": LAYERS + 3}, "model.lock_text_unlocked_layers=7"),
+        ({"image": True, "image_unlocked_groups": LAYERS + 3}, "model.lock.image_unlocked_groups=7"),
+        ({"image": True, "image_unlocked_groups": -1}, "model.lock.image_unlocked_groups=-1"),
+        ({"text": True, "text_unlocked_layers": LAYERS + 3}, "model.lock.text_unlocked_layers=7"),
     ],
 )
-def test_unlocked_count_beyond_the_tower_names_key_and_size(controls: dict, key: str) -> None:
+def test_unlocked_count_beyond_the_tower_names_key_and_size(settings: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key) as info:
-        create_model(TINY, **controls)
+        create_model(TINY, lock=LockSettings(**settings))
     assert f"has {LAYERS + 2} groups" in str(info.value)
 
 
 @pytest.mark.parametrize(
-    ("controls", "key"),
+    ("settings", "key"),
     [
-        ({"lock_image_unlocked_groups": 1}, "model.lock_image=true"),
-        ({"lock_text_unlocked_layers": 1}, "model.lock_text=true"),
-        (
-            {"lock_text": True, "lock_text_freeze_layer_norm": False},
-            "model.lock_text_freeze_layer_norm=false",
-        ),
+        ({"image_unlocked_groups": 1}, "model.lock.image=true"),
+        ({"text_unlocked_layers": 1}, "model.lock.text=true"),
     ],
 )
-def test_settings_that_would_be_ignored_or_assert_are_config_errors(controls: dict, key: str) -> None:
+def test_unlocked_count_without_its_switch_fails_before_a_model_is_built(settings: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        create_model(TINY, **controls)
+        LockSettings(**settings)
+
+
+def test_unfrozen_layer_norm_of_an_open_clip_text_tower_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="model.lock.text_freeze_layer_norm=false"):
+        create_model(TINY, lock=LockSettings(text=True, text_freeze_layer_norm=False))

@@ -28,6 +28,7 @@ def test_alphas_outside_unit_interval_are_refused(alphas: list[float]) -> None:
         check_alphas(alphas)
 
 
+@pytest.mark.slow
 def test_end_points_equal_the_zero_shot_and_finetuned_evaluations(
     small_catalogue: Path, compose_train, tmp_path: Path
 ) -> None:
@@ -35,7 +36,7 @@ def test_end_points_equal_the_zero_shot_and_finetuned_evaluations(
     base, tuned = tmp_path / "base.pt", tmp_path / "tuned.pt"
     torch.save(create_clip("FashionCLIP-Tiny").model.state_dict(), base)
     torch.save(create_clip("FashionCLIP-Tiny").model.state_dict(), tuned)
-    common = ("protocol=[full]", "num_workers=0", f"model.pretrained={base}")
+    common = ("protocol=[full]", "evaluation.num_workers=0", f"model.pretrained={base}")
     records = wise(
         compose_train(
             *common, f"ckpt_path={tuned}", "alphas=[0,0.5,1]", config_name="wise", data_dir=small_catalogue

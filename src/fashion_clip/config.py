@@ -1,11 +1,16 @@
-"""Hydra/OmegaConf set-up shared by every entry point: config location and custom resolvers."""
+"""Hydra/OmegaConf set-up shared by every entry point: config location, custom resolvers, console entry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import hydra
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from fashion_clip.errors import exit_on_user_error, hydra_cli
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -18,3 +23,11 @@ def auto_precision(accelerator: str = "auto") -> str:
 
 
 OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+
+
+def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+    """The console entry point (`fashion-clip-X`, `python -m fashion_clip.X`) that runs `task` on
+    `conf/<config_name>.yaml` plus the command line's overrides, in Hydra's run directory; user mistakes,
+    in the config or found by `task`, exit 2 with the message (`exit_on_user_error`, `hydra_cli`)."""
+    compose = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    return hydra_cli(compose(exit_on_user_error(task)))

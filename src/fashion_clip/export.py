@@ -7,21 +7,21 @@ The written file holds only the open_clip model's state dict, so anyone can load
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import hydra
 import open_clip
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fashion_clip.config import CONFIG_DIR
-from fashion_clip.errors import ConfigError, exit_on_user_error, hydra_cli
+from fashion_clip.config import hydra_entry
+from fashion_clip.errors import ConfigError
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model
 from fashion_clip.models.lora import LoraSettings, merge_lora
 from fashion_clip.preflight import preflight
+from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.launch_dir import from_launch_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,8 @@ def export_open_clip(
     load_weights(model, ckpt_path, name)
     model = merge_lora(model)
     state = plain_state_dict(model, architecture_has_bias)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    with atomic_output(out) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("wrote %s; load it with: %s", out, load_hint(name, out.resolve(), force_image_size))
     return out
 
@@ -91,15 +86,8 @@ def required(cfg: DictConfig, key: str, example: str) -> str:
     return str(value)
 
 
-def from_launch_dir(root: str, value: str) -> Path:
-    """Relative paths mean the directory the user ran from, whatever Hydra's run dir or chdir setting."""
-    return Path(root) / Path(value).expanduser()
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
-@exit_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    """Console entry point; `model=` picks the architecture exactly as in training."""
+def export_from_config(cfg: DictConfig) -> None:
+    """`model=` picks the architecture exactly as in training; paths are read from where the user launched."""
     preflight(cfg, "export")
     root = cfg.paths.root_dir
     example = "model=vitb32 ckpt_path=outputs/.../checkpoints/last.ckpt out=model.pt"
@@ -113,7 +101,7 @@ def hydra_main(cfg: DictConfig) -> None:
     )
 
 
-main = hydra_cli(hydra_main)
+main = hydra_entry("export", export_from_config)
 
 if __name__ == "__main__":
     main()

@@ -9,35 +9,31 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_clip.config import CONFIG_DIR
+from fashion_clip.config import hydra_entry
 from fashion_clip.data.shard_spec import REMOTE_PREFIXES
-from fashion_clip.errors import exit_on_user_error, hydra_cli
-from fashion_clip.models.checkpoint import load_weights
+from fashion_clip.models.loading import load_clip
 from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.index_file import refuse_existing, save_index
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
 from fashion_clip.retrieval.model_identity import identify
 from fashion_clip.utils.devices import resolve_device
+from fashion_clip.utils.launch_dir import from_launch_dir
 
 log = logging.getLogger(__name__)
 
 
-def from_launch_dir(root: str, value: str) -> str:
-    """A relative path taken from where the user launched; remote URLs and absolute paths stay as given."""
-    if value.startswith(REMOTE_PREFIXES):
-        return value
-    return str(Path(root) / Path(value).expanduser())
+def launch_location(root: str, value: str) -> str:
+    """A local path taken from where the user launched; remote URLs stay as given."""
+    return value if value.startswith(REMOTE_PREFIXES) else str(from_launch_dir(root, value))
 
 
 def stored_reference(root: str, value: str | None) -> str | None:
     """A local file or directory as an absolute path, so search works from anywhere; tags as given."""
     if value is None:
         return None
-    local = Path(from_launch_dir(root, value))
+    local = Path(launch_location(root, value))
     return str(local.resolve()) if local.exists() else value
 
 
@@ -54,23 +50,20 @@ def index_catalogue(cfg: DictConfig) -> Path:
     """Embed the catalogue at `source` with the configured model and write the index to `out`."""
     preflight(cfg, "index")
     root = cfg.paths.root_dir
-    out = Path(from_launch_dir(root, str(cfg.out)))
+    out = Path(launch_location(root, str(cfg.out)))
     refuse_existing(out, cfg.overwrite)
     ckpt_path = stored_reference(root, cfg.ckpt_path)
-    # a checkpoint replaces every weight, so the base weights need not be downloaded
-    bundle = instantiate(cfg.model, **({"pretrained": None} if ckpt_path else {}))
-    if ckpt_path:
-        load_weights(bundle.model, ckpt_path, cfg.model.name)
+    bundle = load_clip(cfg.model, ckpt_path)
     identity = identify(bundle.model, stored_model_config(cfg.model, root), ckpt_path)
-    source = from_launch_dir(root, str(cfg.source))
+    source = launch_location(root, str(cfg.source))
     index = build_index(
         bundle,
         open_catalogue(source, bundle.val_transform),
         identity,
         source,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        device=resolve_device(cfg.device),
+        batch_size=cfg.evaluation.batch_size,
+        num_workers=cfg.evaluation.num_workers,
+        device=resolve_device(cfg.evaluation.device),
     )
     save_index(index, out, cfg.overwrite)
     log.info(
@@ -86,14 +79,7 @@ def index_catalogue(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="index")
-@exit_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    """Console entry point (`fashion-clip-index`)."""
-    index_catalogue(cfg)
-
-
-main = hydra_cli(hydra_main)
+main = hydra_entry("index", index_catalogue)
 
 if __name__ == "__main__":
     main()

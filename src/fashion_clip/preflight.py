@@ -21,6 +21,7 @@ from fashion_clip.data.shard_spec import REMOTE_PREFIXES, resolve_shards
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.models.checkpoint import checkpoint_state_dict, mismatch
 from fashion_clip.models.factory import check_pretrained
+from fashion_clip.utils.launch_dir import from_launch_dir
 
 ENTRIES = ("train", "evaluate", "wise", "export", "index")
 SPLITS = ("train", "val", "test")
@@ -62,8 +63,6 @@ NUMBERS = (
     Number("module.max_logit_scale", float, 1, above=True),
     Number("evaluation.batch_size", int, 1),
     Number("evaluation.num_workers", int, 0),
-    Number("batch_size", int, 1),
-    Number("num_workers", int, 0),
     Number("export_topk", int, 1),
 )
 # every protocol's ranks and sizes, whichever protocols are listed
@@ -169,15 +168,10 @@ def check_writable(path: str | Path, key: str) -> None:
         ) from e
 
 
-def from_root(cfg: DictConfig, value: str) -> Path:
-    """A path as the entry points read it: relative ones from where the user launched."""
-    return Path(cfg.paths.root_dir) / Path(value).expanduser()
-
-
 def _train_splits(cfg: DictConfig) -> tuple[str, ...]:
-    """The splits a training run reads: train and val always, test when it evaluates before or after."""
-    tests = cfg.get("test_before_fit") or cfg.get("test_after_fit")
-    return ("train", "val", "test") if tests else ("train", "val")
+    """The splits a training run reads: train and val always, the scored split when it scores one."""
+    scores = cfg.get("test_before_fit") or cfg.get("test_after_fit")
+    return tuple(dict.fromkeys(("train", "val", cfg.evaluation.split))) if scores else ("train", "val")
 
 
 def preflight(cfg: DictConfig, entry: str) -> None:
@@ -192,18 +186,18 @@ def preflight(cfg: DictConfig, entry: str) -> None:
             f"ckpt_path= is required: the checkpoint to {entry} (e.g. .../checkpoints/best-*.ckpt)"
         )
     if ckpt:
-        path = from_root(cfg, ckpt)
+        path = from_launch_dir(cfg.paths.root_dir, ckpt)
         if not path.is_file():
             raise MissingInputError(f"ckpt_path '{ckpt}' does not exist (looked for {path})")
         check_checkpoint(path, cfg.model, resume=entry == "train")
     if entry == "train":
         check_shards(cfg, _train_splits(cfg))
     elif entry in ("evaluate", "wise"):
-        if cfg.split not in SPLITS:
-            raise ConfigError(f"split={cfg.split!r} is not one of {', '.join(SPLITS)}")
-        check_shards(cfg, (cfg.split,))
+        if cfg.evaluation.split not in SPLITS:
+            raise ConfigError(f"evaluation.split={cfg.evaluation.split!r} is not one of {', '.join(SPLITS)}")
+        check_shards(cfg, (cfg.evaluation.split,))
     if entry in ("export", "index") and cfg.get("out"):
-        check_writable(from_root(cfg, cfg.out), "out")
+        check_writable(from_launch_dir(cfg.paths.root_dir, cfg.out), "out")
     if entry == "index" and not cfg.get("source"):
         raise ConfigError(
             "source is not set: pass source=data/demo/test (shards) or source=DIR (an image folder)"

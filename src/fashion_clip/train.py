@@ -6,25 +6,27 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from fashion_clip.config import CONFIG_DIR
-from fashion_clip.errors import exit_on_user_error, hydra_cli
-from fashion_clip.evaluation.attribute_table import print_fields
-from fashion_clip.evaluation.category_report import write_category_reports
+from fashion_clip.config import hydra_entry
+from fashion_clip.data.datamodule import datamodule_config
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
 from fashion_clip.evaluation.failure_gallery import check_gallery_size
-from fashion_clip.evaluation.gallery_page import GALLERY_NAME, write_gallery
-from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
-from fashion_clip.evaluation.results_table import print_records
+from fashion_clip.evaluation.run_identity import run_identity
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.preflight import preflight
-from fashion_clip.reporting import log_hyperparameters, write_before_after
+from fashion_clip.reports.attribute_table import print_fields
+from fashion_clip.reports.before_after import stage_metrics, write_before_after
+from fashion_clip.reports.category_report import write_category_reports
+from fashion_clip.reports.gallery_page import GALLERY_NAME, write_gallery
+from fashion_clip.reports.hyperparameters import log_hyperparameters
+from fashion_clip.reports.results_file import BASE, FINETUNED, EvaluationRecord, write_results
 from fashion_clip.utils.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -43,20 +45,11 @@ def evaluate_stage(
     """The named protocols of `cfg.protocol` on the model as it is now, for the run's comparison rows,
     and the embedded split they scored (which the failure gallery ranks)."""
     ev = cfg.evaluation
-    identity = {
-        "model": cfg.model.name,
-        "pretrained": cfg.model.pretrained,
-        "checkpoint": checkpoint,
-        "loss": loss_name(cfg),
-        "data": cfg.data.name,
-        "split": ev.split,
-        "stage": stage,
-    }
+    identity = run_identity(cfg, stage, checkpoint, loss_name(cfg))
     protocols = {name: instantiate(protocol) for name, protocol in (cfg.get("protocol") or {}).items()}
     spec = split_spec(cfg.data, ev.split)
     device = resolve_device(ev.device)
     records, split = evaluate_bundle(clip, spec, protocols, identity, device, ev.batch_size, ev.num_workers)
-    print_records(records, stage_title(cfg, stage))
     print_fields(records)
     return records, split
 
@@ -73,14 +66,34 @@ def gallery_size(cfg: DictConfig) -> int | None:
     return check_gallery_size(cfg.evaluation.get("gallery_size"), "evaluation.gallery_size")
 
 
+def load_best(trainer: L.Trainer, module: L.LightningModule) -> str | None:
+    """The best checkpoint's weights into the module (and so the bundle's model), as Lightning's test
+    loop would load them; None when no checkpoint was kept (the model stays as training left it)."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    return best or None
+
+
+def log_stage(trainer: L.Trainer, records: Sequence[EvaluationRecord], split: str, step: int) -> None:
+    """The scored split's metrics as `<split>/<protocol>/<metric>` points beside the validation curves."""
+    metrics = {f"{split}/{r.protocol}/{name}": value for r in records for name, value in r.metrics.items()}
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=step)
+
+
 def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, dict[str, float]]:
-    """Build every part from the config, fit, and return test recall before and after training."""
+    """Build every part from the config, fit, and return the named protocols' scores before and after.
+
+    The split is scored once per stage, by the protocols, on rank 0 (the metric gathers nothing there);
+    Lightning's validation loop stays the recall hook during training.
+    """
     preflight(cfg, "train")
     gallery = gallery_size(cfg)
     L.seed_everything(cfg.seed, workers=True)
     clip = instantiate(cfg.model)
     datamodule = instantiate(
-        cfg.data,
+        datamodule_config(cfg.data),
         train_transform=clip.train_transform,
         val_transform=clip.val_transform,
         tokenizer=clip.tokenizer,
@@ -97,36 +110,31 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     log_hyperparameters(trainer, cfg, module)
 
-    results: dict[str, dict[str, float]] = {}
     records: list[EvaluationRecord] = []
     splits: dict[str, EmbeddedSplit] = {}
-    # the gallery ranks the split the protocols embed, so it runs them (none named: embedding only)
-    score_stages = bool(cfg.get("protocol")) or gallery is not None
-    if cfg.test_before_fit:
-        results["before"] = trainer.test(module, datamodule=datamodule)[0]
-        if score_stages and trainer.is_global_zero:
-            stage_records, split = evaluate_stage(clip, cfg, BASE, None)
-            records += stage_records
-            if gallery is not None:  # kept through training only when the gallery shows it
-                splits[BASE] = split
+    # the gallery ranks the split the protocols embed, so it runs them (none named: embedding only);
+    # before fit the trainer has not launched its DDP ranks yet, so the rank comes from the environment
+    score = (bool(cfg.get("protocol")) or gallery is not None) and rank_zero_only.rank == 0
+    if cfg.test_before_fit and score:
+        stage_records, split = evaluate_stage(clip, cfg, BASE, None)
+        log_stage(trainer, stage_records, cfg.evaluation.split, 0)
+        records += stage_records
+        if gallery is not None:  # kept through training only when the gallery shows it
+            splits[BASE] = split
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    if cfg.test_after_fit:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        # testing the best checkpoint loads its weights into clip.model, which the protocols then score
-        results["after"] = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)[0]
-        if score_stages and trainer.is_global_zero:
-            stage_records, splits[FINETUNED] = evaluate_stage(clip, cfg, FINETUNED, best or None)
-            records += stage_records
-    if trainer.is_global_zero:
+    if cfg.test_after_fit and score:
+        stage_records, splits[FINETUNED] = evaluate_stage(clip, cfg, FINETUNED, load_best(trainer, module))
+        log_stage(trainer, stage_records, cfg.evaluation.split, trainer.global_step)
+        records += stage_records
+    if score:
         out_dir = Path(cfg.paths.output_dir)
-        if results:
-            write_before_after(results, out_dir)
         if records:
+            write_before_after(records, stage_title(cfg, "before and after fine-tuning"), out_dir)
             write_results(records, out_dir)
             write_category_reports(records, out_dir)
         if gallery is not None:
             write_stage_gallery(cfg, splits, gallery, out_dir)
-    return results
+    return stage_metrics(records)
 
 
 def write_stage_gallery(cfg: DictConfig, splits: dict[str, EmbeddedSplit], size: int, out_dir: Path) -> None:
@@ -140,14 +148,7 @@ def write_stage_gallery(cfg: DictConfig, splits: dict[str, EmbeddedSplit], size:
     log.info("wrote %s", page)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-@exit_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    """Console entry point (`fashion-clip-train`); Hydra handles overrides, sweeps and the run dir."""
-    train(cfg)
-
-
-main = hydra_cli(hydra_main)
+main = hydra_entry("train", train)
 
 if __name__ == "__main__":
     main()

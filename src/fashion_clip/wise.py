@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fashion_clip.config import CONFIG_DIR
-from fashion_clip.errors import ConfigError, exit_on_user_error, hydra_cli
-from fashion_clip.evaluate import training_loss
-from fashion_clip.evaluation.comparison import gather
+from fashion_clip.config import hydra_entry
+from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
-from fashion_clip.evaluation.results_file import BASE, FINETUNED, EvaluationRecord, write_results
-from fashion_clip.evaluation.results_table import print_records
+from fashion_clip.evaluation.run_identity import run_identity, training_loss
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.preflight import preflight
-from fashion_clip.report import write_report
+from fashion_clip.reports.comparison import gather
+from fashion_clip.reports.comparison_report import write_report
+from fashion_clip.reports.results_file import BASE, FINETUNED, EvaluationRecord, write_results
+from fashion_clip.reports.results_table import print_records
 from fashion_clip.utils.devices import resolve_device
 
 State = Mapping[str, torch.Tensor]
@@ -56,29 +55,22 @@ def wise(cfg: DictConfig) -> list[EvaluationRecord]:
     """Evaluate every interpolation on one embedding pass each, then write results and the comparison."""
     preflight(cfg, "wise")
     alphas = check_alphas(cfg.alphas)
-    spec = split_spec(cfg.data, cfg.split)
+    spec = split_spec(cfg.data, cfg.evaluation.split)
     L.seed_everything(cfg.seed)
     bundle = instantiate(cfg.model)
     zero_shot = {k: v.clone() for k, v in bundle.model.state_dict().items()}
     load_weights(bundle.model, cfg.ckpt_path, cfg.model.name)
     finetuned = {k: v.clone() for k, v in bundle.model.state_dict().items()}
     protocols = {name: instantiate(protocol) for name, protocol in cfg.protocol.items()}
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.evaluation.device)
     checkpoint = str(Path(cfg.ckpt_path).resolve())
     records: list[EvaluationRecord] = []
     for alpha in alphas:
         bundle.model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
-        identity = {
-            "model": cfg.model.name,
-            "pretrained": cfg.model.pretrained,
-            "checkpoint": None if alpha == 0.0 else f"{checkpoint}@alpha={alpha:g}",
-            "loss": training_loss(cfg.ckpt_path),
-            "data": cfg.data.name,
-            "split": cfg.split,
-            "stage": stage_name(alpha),
-        }
+        mixed = None if alpha == 0.0 else f"{checkpoint}@alpha={alpha:g}"
+        identity = run_identity(cfg, stage_name(alpha), mixed, training_loss(cfg.ckpt_path))
         scored, _ = evaluate_bundle(
-            bundle, spec, protocols, identity, device, cfg.batch_size, cfg.num_workers
+            bundle, spec, protocols, identity, device, cfg.evaluation.batch_size, cfg.evaluation.num_workers
         )
         print_records(scored, f"alpha={alpha:g}")
         records += scored
@@ -88,14 +80,7 @@ def wise(cfg: DictConfig) -> list[EvaluationRecord]:
     return records
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="wise")
-@exit_on_user_error
-def hydra_main(cfg: DictConfig) -> None:
-    """Console entry point (`fashion-clip-wise`)."""
-    wise(cfg)
-
-
-main = hydra_cli(hydra_main)
+main = hydra_entry("wise", wise)
 
 if __name__ == "__main__":
     main()

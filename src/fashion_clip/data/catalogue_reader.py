@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import webdataset as wds
 from PIL import Image
 
+from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_sample
 from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.errors import MissingInputError
@@ -63,13 +63,8 @@ class ShardCatalogue(torch.utils.data.IterableDataset):
         self.transform = transform
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        pipeline = wds.DataPipeline(
-            wds.SimpleShardList(self.urls),
-            wds.split_by_worker,
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
-        )
         skipped = 0
-        for sample in pipeline:
+        for sample in raw_samples(self.urls, by_worker=True):
             key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
             try:
                 meta, captions, image = decode_sample(sample, self.transform)

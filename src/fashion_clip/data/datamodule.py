@@ -11,15 +11,23 @@ from typing import Any
 import lightning as L
 import torch
 import webdataset as wds
+from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
+from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.resumable import ResumableLoader
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards, shard_sizes
 from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
+
+
+def datamodule_config(data: DictConfig) -> dict[str, Any]:
+    """The resolved `data` preset as `WebDatasetDataModule` arguments: all but `name`, which labels results
+    and titles, not the data."""
+    return {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "name"}
 
 
 def every_nth(samples: Iterable[dict], start: int, step: int) -> Iterator[dict]:
@@ -74,7 +82,6 @@ class WebDatasetDataModule(L.LightningDataModule):
         train_transform: Callable | None = None,
         val_transform: Callable | None = None,
         tokenizer: Callable | None = None,
-        name: str = "shards",
         seed: int = 0,
         batching: str = "random",
         batching_pool: int | None = None,
@@ -95,7 +102,6 @@ class WebDatasetDataModule(L.LightningDataModule):
         self.train_transform = train_transform
         self.val_transform = val_transform
         self.tokenizer = tokenizer
-        self.name = name
         self.seed = seed
         self._train_loader: ResumableLoader | None = None
         self._restored_position: dict[str, Any] | None = None
@@ -126,9 +132,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         collate = self._collate()
         urls = resolve_shards(self._spec(split), split)
         pipeline = wds.DataPipeline(
-            wds.SimpleShardList(urls),
-            wds.split_by_worker,
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            functools.partial(raw_samples, urls, by_worker=True),
             functools.partial(every_nth, start=self._rank(), step=self._world_size()),
             DecodeOrSkip(self.val_transform, random_caption=False),
             wds.batched(self.eval_batch_size, collation_fn=collate, partial=True),

@@ -14,6 +14,7 @@ import torch
 import webdataset as wds
 
 from fashion_clip.data.batching import Composer, KeyedSample, keyed_samples
+from fashion_clip.data.raw_samples import RawSample, raw_samples
 from fashion_clip.data.resumable import StreamPosition
 from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
 
@@ -114,19 +115,19 @@ class EpochStream(torch.utils.data.IterableDataset):
         """Seed of one random choice of this epoch, rank and logical worker."""
         return derive_seed(self.seed, epoch, self.rank, worker, *parts)
 
-    def _shards(self, epoch: int, worker: int, workers: int) -> Iterable[dict[str, str]]:
-        """This worker's shards for the epoch, as WebDataset `{"url": ...}` records."""
+    def _shards(self, epoch: int, worker: int, workers: int) -> Iterable[str]:
+        """This worker's shard urls for the epoch (endless when resampled)."""
         if self.resampled_batches is not None:
             seed = self._worker_seed(epoch, worker, "shards")
-            return wds.ResampledShards(self.urls, deterministic=True, worker_seed=lambda: seed)
+            drawn = wds.ResampledShards(self.urls, deterministic=True, worker_seed=lambda: seed)
+            return (shard["url"] for shard in drawn)
         urls = list(self.urls)
         random.Random(derive_seed(self.seed, epoch, "shards")).shuffle(urls)
-        return [{"url": url} for url in urls[self.rank :: self.world_size][worker::workers]]
+        return urls[self.rank :: self.world_size][worker::workers]
 
-    def _samples(self, epoch: int, worker: int, workers: int) -> Iterator[dict[str, Any]]:
+    def _samples(self, epoch: int, worker: int, workers: int) -> Iterator[RawSample]:
         """Raw (undecoded) samples of this worker's shards through the seeded shuffle buffer."""
-        shards = iter(self._shards(epoch, worker, workers))
-        samples = wds.tarfile_to_samples(handler=wds.warn_and_continue)(shards)
+        samples = raw_samples(self._shards(epoch, worker, workers))
         rng = random.Random(self._worker_seed(epoch, worker, "samples"))
         return wds.shuffle(self.shuffle_buffer, rng=rng)(samples)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fashion_clip.errors import ConfigError, MissingInputError
+from fashion_clip.utils.atomic_output import atomic_output
 
 MANIFEST_NAME = "manifest.json"
 
@@ -53,9 +53,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
     """Write atomically (temp name, then rename) so a crash never leaves a half manifest."""
     target = Path(directory) / MANIFEST_NAME
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, target)
+    with atomic_output(target) as tmp:
+        tmp.write_text(manifest.to_json())
     return target
 
 

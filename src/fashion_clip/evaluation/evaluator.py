@@ -15,8 +15,8 @@ from fashion_clip.data.catalogue_reader import ShardCatalogue
 from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.embedding import borrowed, embed_catalogue
-from fashion_clip.evaluation.results_file import EvaluationRecord
 from fashion_clip.models.factory import ClipBundle
+from fashion_clip.reports.results_file import EvaluationRecord
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
+from fashion_clip.utils.atomic_output import atomic_output
 
 IMAGE_FEATURES = "image_features.jsonl"
 QUERY_FEATURES = "query_features.jsonl"
@@ -30,14 +30,8 @@ RECALL_KS = (1, 5, 10)
 @contextlib.contextmanager
 def atomic_text(path: str | Path) -> Iterator[Any]:
     """A text file that appears under `path` only once complete, so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield f
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]], total: int) -> Path:

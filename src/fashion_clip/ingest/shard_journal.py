@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fashion_clip.data.manifest import ShardEntry, sha256_file
+from fashion_clip.utils.atomic_output import atomic_output
 
 JOURNAL_SUFFIX = ".journal.json"
 
@@ -43,9 +43,8 @@ def journal_path(out_dir: str | Path, dataset: str) -> Path:
 
 def write_journal(path: Path, journal: ShardJournal) -> None:
     """Replace atomically: a crash while journaling must not lose the shards committed before it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(journal)))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(asdict(journal)))
 
 
 def read_journal(path: Path, key: str) -> ShardJournal:

@@ -12,8 +12,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import webdataset as wds
-
+from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.samples import sample_captions
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
 from fashion_clip.errors import MissingInputError, UserError, exit_on_user_error
@@ -29,11 +28,7 @@ JSON_SUFFIXES = (".json", ".jsonl")
 
 def shard_captions(spec: str | Sequence[str]) -> Iterator[tuple[str, list[str]]]:
     """(key, captions) per shard sample, read from the `.json`/`.txt` members without decoding images."""
-    pipeline = wds.DataPipeline(
-        wds.SimpleShardList(resolve_shards(spec, "train")),
-        wds.tarfile_to_samples(handler=wds.warn_and_continue),
-    )
-    for sample in pipeline:
+    for sample in raw_samples(resolve_shards(spec, "train")):
         key = sample.get("__key__", "?")
         try:
             yield key, sample_captions(sample, json.loads(sample["json"]) if "json" in sample else {})

@@ -14,10 +14,10 @@ from typing import Any
 
 import open_clip
 import torch
-import webdataset as wds
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from torch import nn
 
+from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_image
 from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.errors import UserError
@@ -28,12 +28,8 @@ log = logging.getLogger(__name__)
 
 def read_example_images(shards: str | Sequence[str], keys: set[str]) -> dict[str, dict[str, Any]]:
     """The image member (still encoded) of every shard sample whose key is one of `keys`."""
-    pipeline = wds.DataPipeline(
-        wds.SimpleShardList(resolve_shards(shards, "train")),
-        wds.tarfile_to_samples(handler=wds.warn_and_continue),
-    )
     found = {}
-    for sample in pipeline:
+    for sample in raw_samples(resolve_shards(shards, "train")):
         key = sample.get("__key__")
         ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
         if key in keys and ext is not None:

@@ -1,14 +1,17 @@
-"""Shared plumbing for the contrastive losses, so each loss only says how it scores a batch.
+"""The contract every loss meets for the module, and the shared plumbing of the contrastive losses.
 
-With CLIP's one positive per row (`positives=pair`) the loss is open_clip's own, built per (rank, world
-size). With several positives per row (`positives=product`, or `same_caption_positive`) the loss gathers
-features and ids across ranks and scores them against a positive mask (losses/positives.py).
+`TrainingLoss` is what the module reads from any loss. `ContrastiveLoss` implements it for the losses
+that score image-text pairs, so each only says how it scores a batch. With CLIP's one positive per row
+(`positives=pair`) the loss is open_clip's own, built per (rank, world size). With several positives per
+row (`positives=product`, or `same_caption_positive`) the loss gathers features and ids across ranks and
+scores them against a positive mask (losses/positives.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -24,10 +27,41 @@ def rank_and_world_size() -> tuple[int, int]:
     return 0, 1
 
 
-class ContrastiveLoss(nn.Module, ABC):
-    """Builds one open_clip loss per (rank, world_size), since open_clip fixes both at construction."""
+class TrainingLoss(nn.Module, ABC):
+    """What the module reads from its loss, whichever loss it is.
 
-    uses_logit_bias: ClassVar[bool]
+    `uses_logit_bias`: the model needs a logit bias (the module adds one, starting at `init_logit_bias`
+    with the scale at `init_logit_scale`, when the model has none). `batch_inputs` picks the batch tensors
+    `forward` takes as keywords. `terms` holds the parts of the last value (detached), each logged apart.
+    """
+
+    uses_logit_bias: bool = False
+    init_logit_scale: float | None = None
+    init_logit_bias: float | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terms: dict[str, torch.Tensor] = {}
+
+    def batch_inputs(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor | None]:
+        """Product ids and caption keys: what the product-aware modes compare to find a row's positives."""
+        return {"product": batch.get("product"), "caption": batch.get("caption_key")}
+
+    @abstractmethod
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        logit_bias: torch.Tensor | None = None,
+        distributed: bool = True,
+        **inputs: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The loss of unit-norm features; `inputs` are `batch_inputs(batch)` of the batch they encode."""
+
+
+class ContrastiveLoss(TrainingLoss):
+    """Builds one open_clip loss per (rank, world_size), since open_clip fixes both at construction."""
 
     def __init__(
         self,

@@ -19,6 +19,13 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(ks)))
 
 
+def _check_chunk_size(chunk_size: int) -> int:
+    """Fail early on a chunk size that would build no similarity rows at all."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return chunk_size
+
+
 def _check_inputs(
     queries: torch.Tensor, gallery: torch.Tensor, query_ids: torch.Tensor, gallery_ids: torch.Tensor
 ) -> None:
@@ -65,9 +72,7 @@ def query_hits(
     so memory is O(chunk_size x N) rather than O(N^2). A k larger than the gallery counts the whole
     gallery.
     """
-    ks = _check_ks(ks)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    ks, chunk_size = _check_ks(ks), _check_chunk_size(chunk_size)
     _check_inputs(queries, gallery, query_ids, gallery_ids)
     device = queries.device
     queries = F.normalize(queries.float(), dim=-1)
@@ -110,10 +115,7 @@ class RetrievalRecall(Metric):
 
     def __init__(self, ks: Sequence[int] = (1, 5, 10), chunk_size: int = 1024, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.ks = _check_ks(ks)
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.chunk_size = chunk_size
+        self.ks, self.chunk_size = _check_ks(ks), _check_chunk_size(chunk_size)
         self.add_state("image_features", default=[], dist_reduce_fx="cat")
         self.add_state("text_features", default=[], dist_reduce_fx="cat")
         self.add_state("product_ids", default=[], dist_reduce_fx="cat")

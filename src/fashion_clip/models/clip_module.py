@@ -14,15 +14,16 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from fashion_clip.errors import ConfigError
+from fashion_clip.losses.base import TrainingLoss
 from fashion_clip.metrics import RetrievalRecall
 from fashion_clip.models.cached_accumulation import accumulate_contrastive_gradients, split_batch
 from fashion_clip.optim.fused import build_optimizer, fused_refusal
 from fashion_clip.optim.param_groups import param_groups
 
 
-def ensure_logit_params(model: open_clip.CLIP, loss: nn.Module) -> None:
+def ensure_logit_params(model: open_clip.CLIP, loss: TrainingLoss) -> None:
     """Give a model the bias its loss needs; SigLIP models keep their pretrained scale and bias."""
-    if not getattr(loss, "uses_logit_bias", False) or getattr(model, "logit_bias", None) is not None:
+    if not loss.uses_logit_bias or getattr(model, "logit_bias", None) is not None:
         return
     model.logit_bias = nn.Parameter(torch.full_like(model.logit_scale.data, loss.init_logit_bias))
     model.logit_scale.data.fill_(loss.init_logit_scale)
@@ -75,11 +76,6 @@ def check_accumulate_fits_run(
         )
 
 
-def positive_keys(batch: dict[str, Any]) -> dict[str, torch.Tensor | None]:
-    """What product-aware losses compare to find a row's positives: product ids and caption keys."""
-    return {"product": batch.get("product"), "caption": batch.get("caption_key")}
-
-
 class ClipModule(L.LightningModule):
     """Trains with the configured loss and validates with product-level retrieval recall.
 
@@ -91,7 +87,7 @@ class ClipModule(L.LightningModule):
     def __init__(
         self,
         model: open_clip.CLIP,
-        loss: nn.Module,
+        loss: TrainingLoss,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         max_logit_scale: float = 100.0,
@@ -111,33 +107,24 @@ class ClipModule(L.LightningModule):
         self.accumulate = accumulate
         self.gradient_clip_val = gradient_clip_val
         self.automatic_optimization = accumulate == 1
+        # validation is the recall hook; the test split is scored by the named protocols (train.py)
         self.recall = nn.ModuleDict(
-            {
-                stage: RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size)
-                for stage in ("val", "test")
-            }
+            {"val": RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size)}
         )
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-norm embeddings of both towers: every loss and metric here works on cosine similarity."""
         return self.model.encode_image(image, normalize=True), self.model.encode_text(text, normalize=True)
 
-    def _observe(self, batch: dict[str, Any]) -> None:
-        """Losses that read more than features (concept targets from the captions) see the batch first."""
-        observe = getattr(self.loss, "observe_batch", None)
-        if observe is not None:
-            observe(self.model, batch, self.global_step)
-
     def _log_loss_terms(self, stage: str, size: int) -> None:
         """A loss made of several terms logs each one, so TensorBoard shows which term moves."""
-        for name, value in getattr(self.loss, "last_terms", {}).items():
+        for name, value in self.loss.terms.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=size, sync_dist=stage != "train")
 
     def _loss(
         self, batch: dict[str, Any], distributed: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss plus the embeddings it was computed from (evaluation reuses them for recall)."""
-        self._observe(batch)
         image, text = self(batch["image"], batch["text"])
         loss = self.loss(
             image,
@@ -145,7 +132,7 @@ class ClipModule(L.LightningModule):
             self.model.logit_scale.exp(),
             self.model.logit_bias,
             distributed,
-            **positive_keys(batch),
+            **self.loss.batch_inputs(batch),
         )
         return loss, image, text
 
@@ -176,10 +163,9 @@ class ClipModule(L.LightningModule):
         """One optimizer step on the whole batch's contrastive loss, holding one micro-batch's activations."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        self._observe(batch)
         loss = accumulate_contrastive_gradients(
             self,
-            functools.partial(self.loss, **positive_keys(batch)),
+            functools.partial(self.loss, **self.loss.batch_inputs(batch)),
             split_batch(batch["image"], batch["text"], self.accumulate),
             self.model.logit_scale,
             self.model.logit_bias,
@@ -227,21 +213,18 @@ class ClipModule(L.LightningModule):
         metric = self.recall[stage]
         scores = metric.compute()
         mean = scores.pop("mean_recall")
-        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()})
-        self.log(f"{stage}/mean_recall", mean, prog_bar=True)
+        # the metric gathered every rank's embeddings, so each rank holds the same value: `max` over
+        # ranks keeps it exact and tells Lightning the value is synced (no per-epoch sync_dist warning)
+        synced = {"sync_dist": True, "reduce_fx": "max"}
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, **synced)
+        self.log(f"{stage}/mean_recall", mean, prog_bar=True, **synced)
         metric.reset()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
     def on_validation_epoch_end(self) -> None:
         self._log_recall("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_recall("test")
 
     def _fused_refusal(self) -> str | None:
         """Why this run cannot use a fused optimizer (None: it can): its device, precision and clipping."""

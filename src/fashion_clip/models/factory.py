@@ -67,7 +67,7 @@ def create_model(
     """Build the dual encoder and its transforms; `pretrained` is a tag, a local file, or None.
 
     `controls` are the other fine-tuning switches of `fashion_clip.models.controls.apply_controls`
-    (tower locks, LoRA, channels-last, compile), applied in its fixed order after the weights load.
+    (tower locks, LoRA, compile), applied in its fixed order after the weights load.
     """
     check_pretrained(name, pretrained)
     try:
@@ -116,8 +116,8 @@ def create_clip(
 ) -> ClipBundle:
     """Hydra's `_target_` for `conf/model/*`: the model, its transforms and tokenizer as one object.
 
-    `controls` are the remaining `model.*` switches (see `apply_controls`): lock_image, lock_text and
-    their unlocked counts, lora, channels_last, compile, compile_backend.
+    `controls` are the remaining `model.*` switches (see `apply_controls`): lock, lora, compile,
+    compile_backend.
     """
     tok = create_tokenizer(name, tokenizer, cache_dir)
     model, train_tf, val_tf = create_model(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import open_clip
 from open_clip.timm_model import TimmModel
 from open_clip.transformer import VisionTransformer
@@ -10,6 +12,31 @@ from torch import nn
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.models.towers import text_tower, tower_of
+
+
+def _check_unused(key: str, value: int, switch: str, locked: bool) -> None:
+    """An unlocked count without its lock switch would be silently ignored."""
+    if value and not locked:
+        raise ConfigError(
+            f"model.lock.{key}={value} only takes effect with model.lock.{switch}=true; set both, or "
+            f"model.lock.{key}=0."
+        )
+
+
+@dataclass(frozen=True)
+class LockSettings:
+    """`model.lock`: which towers freeze and how many of their top groups stay trainable."""
+
+    image: bool = False
+    image_unlocked_groups: int = 0
+    image_freeze_bn_stats: bool = False
+    text: bool = False
+    text_unlocked_layers: int = 0
+    text_freeze_layer_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _check_unused("image_unlocked_groups", self.image_unlocked_groups, "image", self.image)
+        _check_unused("text_unlocked_layers", self.text_unlocked_layers, "text", self.text)
 
 
 def image_lock_groups(visual: nn.Module) -> int:
@@ -36,46 +63,27 @@ def _check_unlocked(key: str, value: int, available: int, tower: str) -> None:
     """A count outside 0..available would be silently clamped or wrap around inside open_clip."""
     if not 0 <= value <= available:
         raise ConfigError(
-            f"model.{key}={value}, but this model's {tower} tower has {available} groups that can be left "
-            f"trainable; set model.{key} between 0 and {available}."
+            f"model.lock.{key}={value}, but this model's {tower} tower has {available} groups that can be "
+            f"left trainable; set model.lock.{key} between 0 and {available}."
         )
 
 
-def _check_unused(key: str, value: int, switch: str) -> None:
-    """An unlocked count without its lock switch would be silently ignored."""
-    if value:
-        raise ConfigError(
-            f"model.{key}={value} only takes effect with model.{switch}=true; set both, or model.{key}=0."
-        )
-
-
-def lock_towers(
-    model: open_clip.CLIP,
-    lock_image: bool = False,
-    lock_image_unlocked_groups: int = 0,
-    lock_image_freeze_bn_stats: bool = False,
-    lock_text: bool = False,
-    lock_text_unlocked_layers: int = 0,
-    lock_text_freeze_layer_norm: bool = True,
-) -> None:
+def lock_towers(model: open_clip.CLIP, lock: LockSettings) -> None:
     """Set requires_grad=False on the locked towers except their top unlocked groups/layers."""
-    if not lock_image:
-        _check_unused("lock_image_unlocked_groups", lock_image_unlocked_groups, "lock_image")
-    else:
+    if lock.image:
         groups = image_lock_groups(model.visual)
-        _check_unlocked("lock_image_unlocked_groups", lock_image_unlocked_groups, groups, "image")
-        model.lock_image_tower(lock_image_unlocked_groups, lock_image_freeze_bn_stats)
-    if not lock_text:
-        _check_unused("lock_text_unlocked_layers", lock_text_unlocked_layers, "lock_text")
+        _check_unlocked("image_unlocked_groups", lock.image_unlocked_groups, groups, "image")
+        model.lock_image_tower(lock.image_unlocked_groups, lock.image_freeze_bn_stats)
+    if not lock.text:
         return
     text = text_tower(model)
-    _check_unlocked("lock_text_unlocked_layers", lock_text_unlocked_layers, text_lock_groups(model), "text")
-    if not lock_text_freeze_layer_norm and not isinstance(text, open_clip.hf_model.HFTextEncoder):
+    _check_unlocked("text_unlocked_layers", lock.text_unlocked_layers, text_lock_groups(model), "text")
+    if not lock.text_freeze_layer_norm and not isinstance(text, open_clip.hf_model.HFTextEncoder):
         raise ConfigError(
-            "model.lock_text_freeze_layer_norm=false is only supported for Hugging Face text towers, "
+            "model.lock.text_freeze_layer_norm=false is only supported for Hugging Face text towers, "
             "not open_clip's own text transformer: set it to true."
         )
-    model.lock_text_tower(lock_text_unlocked_layers, lock_text_freeze_layer_norm)
+    model.lock_text_tower(lock.text_unlocked_layers, lock.text_freeze_layer_norm)
 
 
 def require_trainable(model: nn.Module) -> None:
@@ -84,6 +92,6 @@ def require_trainable(model: nn.Module) -> None:
         return
     raise ConfigError(
         "every tower parameter is frozen, so only logit_scale/logit_bias would train: set "
-        "model.lock_image_unlocked_groups or model.lock_text_unlocked_layers above 0, set "
-        "model.lock_image=false or model.lock_text=false, or add adapters with model.lora.enabled=true."
+        "model.lock.image_unlocked_groups or model.lock.text_unlocked_layers above 0, set "
+        "model.lock.image=false or model.lock.text=false, or add adapters with model.lora.enabled=true."
     )

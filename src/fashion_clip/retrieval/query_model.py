@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import torch
-from hydra.utils import instantiate
 
-from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import ClipBundle
+from fashion_clip.models.loading import load_clip
 from fashion_clip.retrieval.model_identity import ModelIdentity, check_same_model, identify
+
+# model keys of index files written before the tower locks became one `model.lock` object
+LEGACY_LOCK_KEYS = {
+    "lock_image": "image",
+    "lock_image_unlocked_groups": "image_unlocked_groups",
+    "lock_image_freeze_bn_stats": "image_freeze_bn_stats",
+    "lock_text": "text",
+    "lock_text_unlocked_layers": "text_unlocked_layers",
+    "lock_text_freeze_layer_norm": "text_freeze_layer_norm",
+}
+REMOVED_KEYS = ("channels_last",)
+
+
+def current_config(config: dict) -> dict:
+    """An older index's model config in today's keys, so indexes built before the change still search."""
+    lock = {new: config[old] for old, new in LEGACY_LOCK_KEYS.items() if old in config}
+    kept = {
+        key: value for key, value in config.items() if key not in LEGACY_LOCK_KEYS and key not in REMOVED_KEYS
+    }
+    return kept | ({"lock": lock} if lock else {})
 
 
 def query_config(
@@ -15,7 +34,7 @@ def query_config(
 ) -> dict:
     """The index's model config with each given value replacing the stored one."""
     given = {"name": name, "pretrained": pretrained, "tokenizer": tokenizer}
-    return {**index_model.config, **{key: value for key, value in given.items() if value}}
+    return {**current_config(index_model.config), **{key: value for key, value in given.items() if value}}
 
 
 def build_query_model(
@@ -29,10 +48,7 @@ def build_query_model(
     """The index's model (each given argument replaces its stored value), checked to have the same weights."""
     config = query_config(index_model, name, pretrained, tokenizer)
     ckpt_path = ckpt_path or index_model.ckpt_path
-    # a checkpoint replaces every weight, so the base weights need not be downloaded
-    bundle = instantiate(config, **({"pretrained": None} if ckpt_path else {}))
-    if ckpt_path:
-        load_weights(bundle.model, ckpt_path, config["name"])
+    bundle = load_clip(config, ckpt_path)
     check_same_model(index_model, identify(bundle.model, config, ckpt_path))
     bundle.model.eval().to(device)
     return bundle

@@ -34,6 +34,7 @@ from fashion_clip.ingest.run_summary import (
     print_line,
     skipped_table,
 )
+from fashion_clip.utils.atomic_output import atomic_output
 
 PROG = "fashion-clip-fashiongen"
 REQUIRED = ("img_name", "captions", "super_cls_name", "product_id")
@@ -122,10 +123,8 @@ def mapping_record(item: CatalogueItem, base: Path) -> dict:
 
 def write_json(path: Path, payload: object) -> None:
     """Atomic write, so an interrupted conversion never leaves a half list that parses as an error later."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

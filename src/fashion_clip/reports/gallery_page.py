@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.failure_gallery import Failure, Query, find_failures
-from fashion_clip.evaluation.results_file import BASE
+from fashion_clip.reports.results_file import BASE
 from fashion_clip.retrieval.html_page import (
     hit_thumbnail,
     html_document,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fashion_clip.errors import UserError
+from fashion_clip.utils.atomic_output import atomic_output
 
 RESULTS_NAME = "evaluation_results.json"
 FORMAT = "fashion_clip.evaluation/1"
@@ -46,13 +46,11 @@ class EvaluationRecord:
 
 def write_results(records: list[EvaluationRecord], out_dir: str | Path) -> Path:
     """Write the records as JSON (temp name, then rename, so a crash never leaves half a file)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    path = Path(out_dir) / RESULTS_NAME
     rows = [{k: v for k, v in asdict(r).items() if k != "source"} for r in records]
-    tmp = out / f".{RESULTS_NAME}.tmp"
-    tmp.write_text(json.dumps({"format": FORMAT, "records": rows}, indent=2))
-    os.replace(tmp, out / RESULTS_NAME)
-    return out / RESULTS_NAME
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps({"format": FORMAT, "records": rows}, indent=2))
+    return path
 
 
 def read_results(path: str | Path) -> list[EvaluationRecord]:

@@ -1,4 +1,4 @@
-"""Shared set-up for the index/search tests: a saved random-init tiny model and brute-force references."""
+"""Set-up for the index and search tests: the tiny model loaded by path, indexes and a brute-force ranking."""
 
 from __future__ import annotations
 
@@ -14,14 +14,7 @@ from fashion_clip.retrieval.index_file import IndexData
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
 from fashion_clip.retrieval.model_identity import ModelIdentity, clip_config, identify
 
-TINY = "FashionCLIP-Tiny"
-
-
-def save_tiny_weights(path: Path, seed: int) -> Path:
-    """A random-init tiny model saved as a plain state dict, so it can be rebuilt exactly by path."""
-    torch.manual_seed(seed)
-    torch.save(create_clip(TINY).model.state_dict(), path)
-    return path
+from .tiny_model import TINY
 
 
 def load_tiny(ckpt: Path) -> tuple[ClipBundle, ModelIdentity]:

@@ -11,7 +11,9 @@ matplotlib.use("Agg")  # headless: reports are made on servers and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fashion_clip.evaluation.comparison import HEADLINES, ComparisonRow, headline, headline_metric  # noqa: E402
+from fashion_clip.reports.comparison import ComparisonRow  # noqa: E402
+from fashion_clip.reports.headline import HEADLINES, headline, headline_metric  # noqa: E402
+from fashion_clip.utils.atomic_output import atomic_output  # noqa: E402
 
 RUN_LABEL_CHARS = 40
 
@@ -47,9 +49,7 @@ def plot_comparison(rows: Sequence[ComparisonRow], out: str | Path) -> Path:
             axis.text(min(value + 0.01, 0.9), y, f"{value:.3f}", va="center", fontsize=8)
         axis.tick_params(axis="y", labelsize=7)
     figure.tight_layout()
-    out = Path(out)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    figure.savefig(tmp, dpi=120)
+    with atomic_output(out) as tmp:
+        figure.savefig(tmp, dpi=120, format="png")
     plt.close(figure)
-    tmp.replace(out)
-    return out
+    return Path(out)

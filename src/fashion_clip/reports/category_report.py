@@ -13,8 +13,8 @@ matplotlib.use("Agg")  # headless: evaluations run on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fashion_clip.evaluation.category_breakdown import Breakdown, unflatten  # noqa: E402
-from fashion_clip.evaluation.comparison import HEADLINES, headline_metric  # noqa: E402
-from fashion_clip.evaluation.results_file import BASE, EvaluationRecord  # noqa: E402
+from fashion_clip.reports.headline import HEADLINES, headline_metric  # noqa: E402
+from fashion_clip.reports.results_file import BASE, EvaluationRecord  # noqa: E402
 from fashion_clip.utils.atomic_output import atomic_output  # noqa: E402
 
 COUNT_NAMES = ("images", "captions", "products")

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fashion_clip.errors import MissingInputError
-from fashion_clip.evaluation.results_file import BASE, RESULTS_NAME, EvaluationRecord, read_results
-from fashion_clip.evaluation.results_table import METRIC_COLUMNS, format_metric
+from fashion_clip.reports.headline import headline
+from fashion_clip.reports.metric_columns import format_metric, metric_columns
+from fashion_clip.reports.results_file import BASE, RESULTS_NAME, EvaluationRecord, read_results
+from fashion_clip.reports.run_labels import run_labels
 
 ID_COLUMNS = ("run", "model", "loss", "data", "split", "stage", "protocol")
-
-
-# the one number a protocol is ranked by: mean recall for retrieval, top-1 for classification, nDCG@10
-# for attribute search
-HEADLINES = {"mean_recall": "mean recall", "top1": "top-1 accuracy", "ndcg10": "nDCG@10"}
-
-
-def headline_metric(metrics: Mapping[str, float]) -> str | None:
-    """The headline key among `metrics` (a protocol's totals or one category's), or None."""
-    return next((name for name in HEADLINES if name in metrics), None)
-
-
-def headline(record: EvaluationRecord) -> float | None:
-    """The record's headline value (see HEADLINES)."""
-    name = headline_metric(record.metrics)
-    return None if name is None else record.metrics[name]
 
 
 @dataclass(frozen=True)
@@ -42,17 +27,21 @@ class ComparisonRow:
     # the base evaluation the gain is measured against, for gains of other metrics than the headline
     base: EvaluationRecord | None = None
 
-    def cells(self) -> list[str]:
-        """Text cells in `columns()` order, for markdown and CSV alike."""
+    def cells(self, metrics: Sequence[str]) -> list[str]:
+        """Text cells in `columns(metrics)` order, for markdown and CSV alike."""
         r = self.record
         ids = [self.run, r.model, r.loss or "-", r.data, r.split, r.stage, r.protocol]
-        metrics = [format_metric(r.metrics.get(c)) for c in METRIC_COLUMNS]
-        return ids + metrics + [format_gain(self.gain)]
+        return ids + [format_metric(r.metrics.get(c)) for c in metrics] + [format_gain(self.gain)]
 
 
-def columns() -> list[str]:
+def row_metrics(rows: Sequence[ComparisonRow]) -> tuple[str, ...]:
+    """The metric columns of these rows: recall at the ks their runs were evaluated at, then the rest."""
+    return metric_columns(name for row in rows for name in row.record.metrics)
+
+
+def columns(metrics: Sequence[str]) -> list[str]:
     """Header shared by every output format."""
-    return [*ID_COLUMNS, *METRIC_COLUMNS, "vs_base"]
+    return [*ID_COLUMNS, *metrics, "vs_base"]
 
 
 def find_results(paths: Sequence[str | Path]) -> list[Path]:
@@ -73,10 +62,9 @@ def find_results(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def _run_label(source: str, root: Path) -> str:
-    """The run's directory relative to the common root, short enough for a table cell."""
-    run_dir = Path(source).parent
-    return str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
+def run_dir(record: EvaluationRecord) -> Path:
+    """The directory of the run that wrote the record."""
+    return Path(record.source).resolve().parent
 
 
 def _base_for(record: EvaluationRecord, bases: list[EvaluationRecord]) -> EvaluationRecord | None:
@@ -106,12 +94,12 @@ def _gain(record: EvaluationRecord, base: EvaluationRecord | None) -> float | No
 def compare(records: Iterable[EvaluationRecord]) -> list[ComparisonRow]:
     """Rows sorted by protocol, then model and loss, so like-for-like runs sit together."""
     records = list(records)
-    root = Path(os.path.commonpath([Path(r.source).parent.resolve() for r in records]))
+    labels = run_labels(run_dir(r) for r in records)
     bases = [r for r in records if r.stage == BASE]
     rows = []
     for r in records:
         base = None if r.stage == BASE else _base_for(r, bases)
-        rows.append(ComparisonRow(_run_label(str(Path(r.source).resolve()), root), r, _gain(r, base), base))
+        rows.append(ComparisonRow(labels[run_dir(r)], r, _gain(r, base), base))
     return sorted(
         rows, key=lambda row: (row.record.protocol, row.record.model, row.record.loss or "", row.run)
     )
@@ -124,15 +112,17 @@ def gather(paths: Sequence[str | Path]) -> list[ComparisonRow]:
 
 def to_markdown(rows: Sequence[ComparisonRow]) -> str:
     """GitHub table, the format people paste into papers' appendices and PRs."""
-    header = columns()
+    metrics = row_metrics(rows)
+    header = columns(metrics)
     lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
-    return "\n".join(lines + [f"| {' | '.join(row.cells())} |" for row in rows]) + "\n"
+    return "\n".join(lines + [f"| {' | '.join(row.cells(metrics))} |" for row in rows]) + "\n"
 
 
 def to_csv(rows: Sequence[ComparisonRow]) -> str:
     """CSV for spreadsheets and pandas."""
+    metrics = row_metrics(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(columns())
-    writer.writerows(row.cells() for row in rows)
+    writer.writerow(columns(metrics))
+    writer.writerows(row.cells(metrics) for row in rows)
     return buffer.getvalue()

@@ -9,7 +9,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from fashion_clip.evaluation.results_file import RESULTS_NAME
+from fashion_clip.reports.results_file import RESULTS_NAME
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,8 @@ class ComparisonReport(Callback):
     """Write comparison.{md,csv,png} into the sweep directory, so a study ends with its table."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from fashion_clip.report import report  # matplotlib is only needed when a sweep ends
+        # matplotlib is only needed when a sweep ends
+        from fashion_clip.reports.comparison_report import report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not any(sweep_dir.rglob(RESULTS_NAME)):

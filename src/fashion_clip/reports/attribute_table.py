@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from fashion_clip.evaluation.comparison import ComparisonRow, format_gain, relative_gain
-from fashion_clip.evaluation.results_file import EvaluationRecord
-from fashion_clip.evaluation.results_table import RANKING_COLUMNS, format_metric
+from fashion_clip.reports.comparison import ComparisonRow, format_gain, relative_gain
+from fashion_clip.reports.metric_columns import RANKING_COLUMNS, format_metric
+from fashion_clip.reports.results_file import EvaluationRecord
 
 ALL_FIELDS = "(all)"
 COUNT_COLUMNS = ("values", "queries")

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from fashion_clip.evaluation.comparison import ComparisonRow, headline
+from fashion_clip.reports.comparison import ComparisonRow
+from fashion_clip.reports.headline import headline
 
-JOB_NUMBER = re.compile(r"^\d+_")
+JOB_NUMBER = re.compile(r"^\d+(_|$)")
 SEED_OVERRIDE = re.compile(r"(^|,)seed=[^,]*")
 SUMMARY_COLUMNS = ("configuration", "model", "loss", "data", "stage", "protocol", "seeds", "mean", "std")
 

@@ -7,17 +7,8 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from fashion_clip.evaluation.results_file import EvaluationRecord
-
-RECALL_COLUMNS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mean_recall")
-CLASSIFICATION_COLUMNS = ("top1", "top5")
-RANKING_COLUMNS = ("p1", "p10", "mrr", "ndcg10", "map10")
-METRIC_COLUMNS = RECALL_COLUMNS + CLASSIFICATION_COLUMNS + RANKING_COLUMNS
-
-
-def format_metric(value: float | None) -> str:
-    """Four decimals, or a dash where a protocol has no such metric (e.g. recall for zeroshot)."""
-    return "-" if value is None else f"{value:.4f}"
+from fashion_clip.reports.metric_columns import format_metric, metric_columns
+from fashion_clip.reports.results_file import EvaluationRecord
 
 
 def print_records(records: Sequence[EvaluationRecord], title: str) -> None:
@@ -26,7 +17,7 @@ def print_records(records: Sequence[EvaluationRecord], title: str) -> None:
     table.add_column("metric")
     for r in records:
         table.add_column(r.protocol, justify="right")
-    for metric in METRIC_COLUMNS:
+    for metric in metric_columns(name for r in records for name in r.metrics):
         if any(metric in r.metrics for r in records):
             table.add_row(metric, *(format_metric(r.metrics.get(metric)) for r in records))
     table.add_row("seconds", *(f"{r.seconds:.1f}" for r in records))
