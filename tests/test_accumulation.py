@@ -18,7 +18,7 @@ from fashion_clip.errors import ConfigError
 from fashion_clip.losses import ContrastiveLoss, InfoNCELoss, SigLipLoss
 from fashion_clip.models.cached_accumulation import scale_gradient, split_batch
 from fashion_clip.models.clip_module import ClipModule
-from fashion_clip.train import train
+from fashion_clip.training import train
 
 BATCH = 8
 # Lightning turns 16-mixed into bf16 on CPU; an explicit scaler exercises the GPU's fp16 loss scaling.

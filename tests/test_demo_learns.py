@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fashion_clip.demo.catalogue import generate_demo_catalogue
-from fashion_clip.train import train
+from fashion_clip.training import train
 
 pytestmark = pytest.mark.slow  # trains for a few CPU minutes
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import fashion_clip
 
 ENTRY_MODULES = {
-    f"fashion_clip.{name}" for name in ("train", "evaluate", "wise", "report", "export", "index", "search")
+    f"fashion_clip.{name}"
+    for name in ("train", "tune", "evaluate", "wise", "report", "export", "index", "search")
 }
 PACKAGE_DIR = Path(fashion_clip.__file__).parent
 

@@ -27,7 +27,7 @@ from fashion_clip.evaluation.failure_gallery import (
 )
 from fashion_clip.reports.gallery_page import write_gallery
 from fashion_clip.reports.results_file import read_results
-from fashion_clip.train import gallery_size, train
+from fashion_clip.training import gallery_size, train
 
 CATEGORIES = ["dress", "shoes"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers.python_subprocess import run_python
 
-ENTRIES = ("train", "evaluate", "wise", "export", "index")
+ENTRIES = ("train", "tune", "evaluate", "wise", "export", "index")
 
 
 @pytest.mark.parametrize("entry", ENTRIES)

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from fashion_clip.knowledge.bank_refresh import ConceptBankRefresh
 from fashion_clip.knowledge.fashionklip_kb import QUERIES
-from fashion_clip.train import train
+from fashion_clip.training import train
 
 FAST = ("model=tiny", "trainer=cpu", "data.num_workers=0", "data.batch_size=16", "data.eval_batch_size=32")
 

@@ -18,7 +18,7 @@ from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.resumable import StreamPosition
 from fashion_clip.data.samples import product_key
 from fashion_clip.data.shard_spec import resolve_shards
-from fashion_clip.train import train
+from fashion_clip.training import train
 
 
 @pytest.fixture(params=BATCHINGS)

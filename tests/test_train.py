@@ -11,7 +11,7 @@ import torch
 from helpers.train_overrides import TINY_ON_CPU
 
 from fashion_clip.reports.results_file import read_results
-from fashion_clip.train import train
+from fashion_clip.training import train
 
 pytestmark = pytest.mark.slow  # every test runs `train` on the small catalogue
 

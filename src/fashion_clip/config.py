@@ -25,9 +25,20 @@ def auto_precision(accelerator: str = "auto") -> str:
 OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
 
 
-def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+def hydra_entry(
+    config_name: str, task: Callable[[DictConfig], Any], job_name: str | None = None
+) -> Callable[[], None]:
     """The console entry point (`fashion-clip-X`, `python -m fashion_clip.X`) that runs `task` on
     `conf/<config_name>.yaml` plus the command line's overrides, in Hydra's run directory; user mistakes,
-    in the config or found by `task`, exit 2 with the message (`exit_on_user_error`, `hydra_cli`)."""
+    in the config or found by `task`, exit 2 with the message (`exit_on_user_error`, `hydra_cli`).
+
+    Hydra names the job (and its `<job>.log`) after the task's module, so the task is called from a
+    function in `fashion_clip.<job_name>` (default: the config's name) wherever the task is defined.
+    """
+
+    def job(cfg: DictConfig) -> Any:
+        return task(cfg)
+
+    job.__module__ = f"fashion_clip.{job_name or config_name}"
     compose = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
-    return hydra_cli(compose(exit_on_user_error(task)))
+    return hydra_cli(compose(exit_on_user_error(job)))
