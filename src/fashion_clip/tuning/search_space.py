@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from fashion_clip.errors import ConfigError
 
 KINDS = ("float", "int", "categorical")
-_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,13 @@ def _param(name: str, spec: Mapping[str, Any]) -> SearchParam:
     return SearchParam(name, spec["key"], kind, low, high, bool(spec.get("log")))
 
 
+def has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted `key` exists (a null value counts: `loss.init_logit_scale: null` is searchable)."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return isinstance(node, DictConfig) and leaf in node
+
+
 def search_space(params: DictConfig, cfg: DictConfig) -> list[SearchParam]:
     """The params whose key exists in `cfg`; `optional: true` ones are left out where it does not
     (e.g. `loss.init_logit_scale`, which the SigLIP loss has and InfoNCE does not)."""
@@ -64,7 +70,7 @@ def search_space(params: DictConfig, cfg: DictConfig) -> list[SearchParam]:
         if spec is None:  # removed with `hparams_search.params.<name>=null`
             continue
         param = _param(str(name), spec)
-        if OmegaConf.select(cfg, param.key, default=_ABSENT) is _ABSENT:
+        if not has_key(cfg, param.key):
             if spec.get("optional"):
                 continue
             raise ConfigError(
