@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.hf_tokenizer import save_word_level_tokenizer, shard_captions
 from helpers.hydra_compose import compose_with_hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,6 +25,12 @@ def small_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("catalogue")
     generate_demo_catalogue(root / "demo", products=SMALL_CATALOGUE, image_size=64, shard_size=40)
     return root
+
+
+@pytest.fixture(scope="session")
+def stand_in_tokenizer(small_catalogue: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved Hugging Face tokenizer over the demo captions' words, for `model.tokenizer=` offline."""
+    return save_word_level_tokenizer(shard_captions(small_catalogue), tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="session")

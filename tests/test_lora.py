@@ -8,11 +8,12 @@ import open_clip
 import pytest
 import torch
 from helpers.tiny_model import TINY, embed, random_tiny
+from open_clip.timm_model import TimmModel
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.models.factory import create_model
-from fashion_clip.models.lora import LoraSettings, apply_lora, merge_lora
+from fashion_clip.models.lora import LoraSettings, apply_lora, lora_target_names, merge_lora
 from fashion_clip.models.tower_lock import LockSettings
 
 LAYERS = 4
@@ -130,6 +131,21 @@ def test_lora_respects_lock_on_the_tower_it_does_not_adapt() -> None:
     model, _, _ = create_model(TINY, lock=LockSettings(image=True), lora=_settings(towers=["text"]))
     assert not any(p.requires_grad for p in model.visual.parameters())
     assert any(p.requires_grad for n, p in model.named_parameters() if ".lora_" in n)
+
+
+def test_open_clip_targets_mean_their_timm_equivalents_in_a_timm_image_tower(tiny_inputs) -> None:
+    inputs = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(4)), tiny_inputs[1][:2]
+    model = random_tiny(0)  # SigLIP2's image tower is a timm ViT like this one, with a MAP head
+    model.visual = TimmModel("vit_tiny_patch16_224", 192, pool="map", proj="none")
+    names = lora_target_names(model, _settings())
+    image = {".".join(n.split(".")[-2:]) for n in names if n.startswith("visual.")}  # blocks and MAP head
+    assert image == {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"}
+    assert len(names) == len(set(names)) > LAYERS * 3  # the text tower's attn, c_fc and c_proj as before
+    adapted = apply_lora(model.eval(), _settings())
+    _perturb(adapted)
+    expected = embed(adapted, inputs)
+    for m, e in zip(embed(merge_lora(adapted), inputs), expected, strict=True):
+        torch.testing.assert_close(m, e, atol=1e-5, rtol=1e-5)
 
 
 def test_merge_lora_without_adapters_is_a_no_op(base: open_clip.CLIP, tiny_inputs) -> None:

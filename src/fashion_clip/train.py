@@ -5,8 +5,6 @@ from __future__ import annotations
 from fashion_clip.config import hydra_entry
 from fashion_clip.training import train
 
-__all__ = ["main", "train"]
-
 main = hydra_entry("train", train)
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from fashion_clip.errors import ConfigError
 from fashion_clip.models.towers import TOWERS, tower_of
 
 EXAMPLES = 8
+# A timm image tower (SigLIP2's) has no nn.MultiheadAttention: its attention is a plain module around the
+# fused qkv and output Linears, and its MLP Linears are fc1/fc2, so open_clip's target names mean these there.
+TIMM_TOWER = "visual.trunk."
+TIMM_EQUIVALENTS = {"attn": ("attn.qkv", "attn.proj"), "mlp.c_fc": ("mlp.fc1",), "mlp.c_proj": ("mlp.fc2",)}
 # the module types peft's LoRA can wrap
 ADAPTABLE = (nn.Linear, nn.MultiheadAttention, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
@@ -51,6 +55,13 @@ class LoraSettings:
 def _matches(name: str, target: str) -> bool:
     """peft's rule for a target in a list: the whole name, or its ending after a dot."""
     return name == target or name.endswith("." + target)
+
+
+def _target_matches(name: str, target: str) -> bool:
+    """A target names open_clip's modules; inside a timm image tower it names their timm equivalents."""
+    if name.startswith(TIMM_TOWER) and target in TIMM_EQUIVALENTS:
+        return any(_matches(name, equivalent) for equivalent in TIMM_EQUIVALENTS[target])
+    return _matches(name, target)
 
 
 def _under_attention(model: nn.Module, name: str) -> bool:
@@ -89,10 +100,10 @@ def lora_target_names(model: nn.Module, settings: LoraSettings) -> list[str]:
     candidates = [n for n, _ in model.named_modules() if n and tower_of(n) in settings.towers]
     names: list[str] = []
     for target in settings.targets:
-        hits = [n for n in candidates if _matches(n, target)]
+        hits = [n for n in candidates if _target_matches(n, target)]
         _check_target(model, target, hits, candidates, "/".join(settings.towers))
         names += hits
-    return names
+    return list(dict.fromkeys(names))  # `attn` and `attn.qkv` both name a timm tower's qkv
 
 
 def apply_lora(model: open_clip.CLIP, settings: LoraSettings) -> open_clip.CLIP:
