@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def write_plots(study: optuna.Study, out: Path) -> list[Path]:
     written = []
     for name, plot in PLOTS.items():
         try:
-            axes = plot(study)
+            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental, on every call
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axes = plot(study)
         except (ValueError, RuntimeError) as err:
             log.warning("no %s plot: %s", name, err)
             continue
