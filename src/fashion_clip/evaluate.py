@@ -16,7 +16,7 @@ from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.evaluator import embed_shards, evaluate_bundle, split_spec
 from fashion_clip.evaluation.failure_gallery import check_gallery_size
 from fashion_clip.evaluation.fashionklip_files import export_fashionklip
-from fashion_clip.evaluation.run_identity import run_identity, training_loss
+from fashion_clip.evaluation.run_identity import run_identity, run_title, training_loss
 from fashion_clip.models.loading import load_clip
 from fashion_clip.preflight import preflight
 from fashion_clip.reports.attribute_table import print_fields
@@ -87,7 +87,7 @@ def evaluate(cfg: DictConfig) -> list[EvaluationRecord]:
     if cfg.export_fashionklip:
         full = next(r for r in records if r.protocol == "full")
         export_fashionklip(split, full.metrics, out_dir / "fashionklip", cfg.export_topk)
-    title = f"{cfg.model.name} on {cfg.data.name}/{cfg.evaluation.split} ({about['stage']})"
+    title = run_title(cfg, about["stage"])
     if cfg.evaluation.gallery:
         base = embed_base(cfg, spec, device) if cfg.evaluation.gallery_base else None
         page = write_gallery(

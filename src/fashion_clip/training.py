@@ -20,7 +20,7 @@ from fashion_clip.data.datamodule import datamodule_config
 from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
 from fashion_clip.evaluation.failure_gallery import check_gallery_size
-from fashion_clip.evaluation.run_identity import run_identity
+from fashion_clip.evaluation.run_identity import run_identity, run_title
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.preflight import preflight
 from fashion_clip.reports.attribute_table import print_fields
@@ -42,23 +42,19 @@ def loss_name(cfg: DictConfig) -> str:
 
 
 def evaluate_stage(
-    clip: ClipBundle, cfg: DictConfig, stage: str, checkpoint: str | None
+    clip: ClipBundle, cfg: DictConfig, trainer: L.Trainer, stage: str, checkpoint: str | None
 ) -> tuple[list[EvaluationRecord], EmbeddedSplit]:
-    """The named protocols of `cfg.protocol` on the model as it is now, for the run's comparison rows,
-    and the embedded split they scored (which the failure gallery ranks)."""
+    """The named protocols of `cfg.protocol` on the model as it is now, for the run's comparison rows
+    (also logged at the trainer's step), and the embedded split they scored (the failure gallery ranks it)."""
     ev = cfg.evaluation
     identity = run_identity(cfg, stage, checkpoint, loss_name(cfg))
     protocols = {name: instantiate(protocol) for name, protocol in (cfg.get("protocol") or {}).items()}
     spec = split_spec(cfg.data, ev.split)
     device = resolve_device(ev.device)
     records, split = evaluate_bundle(clip, spec, protocols, identity, device, ev.batch_size, ev.num_workers)
+    log_stage(trainer, records, ev.split, trainer.global_step)
     print_fields(records)
     return records, split
-
-
-def stage_title(cfg: DictConfig, stage: str) -> str:
-    """What was evaluated, for the printed tables and the gallery page."""
-    return f"{cfg.model.name} on {cfg.data.name}/{cfg.evaluation.split} ({stage})"
 
 
 def gallery_size(cfg: DictConfig) -> int | None:
@@ -118,20 +114,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     # before fit the trainer has not launched its DDP ranks yet, so the rank comes from the environment
     score = (bool(cfg.get("protocol")) or gallery is not None) and rank_zero_only.rank == 0
     if cfg.test_before_fit and score:
-        stage_records, split = evaluate_stage(clip, cfg, BASE, None)
-        log_stage(trainer, stage_records, cfg.evaluation.split, 0)
+        stage_records, split = evaluate_stage(clip, cfg, trainer, BASE, None)
         records += stage_records
         if gallery is not None:  # kept through training only when the gallery shows it
             splits[BASE] = split
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if cfg.test_after_fit and score:
-        stage_records, splits[FINETUNED] = evaluate_stage(clip, cfg, FINETUNED, load_best(trainer, module))
-        log_stage(trainer, stage_records, cfg.evaluation.split, trainer.global_step)
+        stage_records, splits[FINETUNED] = evaluate_stage(
+            clip, cfg, trainer, FINETUNED, load_best(trainer, module)
+        )
         records += stage_records
     if score:
         out_dir = Path(cfg.paths.output_dir)
         if records:
-            write_before_after(records, stage_title(cfg, "before and after fine-tuning"), out_dir)
+            write_before_after(records, run_title(cfg, "before and after fine-tuning"), out_dir)
             write_results(records, out_dir)
             write_category_reports(records, out_dir)
         if gallery is not None:
@@ -146,5 +142,5 @@ def write_stage_gallery(cfg: DictConfig, splits: dict[str, EmbeddedSplit], size:
         return
     stage = FINETUNED if FINETUNED in splits else BASE
     base = splits.get(BASE) if stage == FINETUNED else None
-    page = write_gallery(splits[stage], out_dir / GALLERY_NAME, size, stage_title(cfg, stage), stage, base)
+    page = write_gallery(splits[stage], out_dir / GALLERY_NAME, size, run_title(cfg, stage), stage, base)
     log.info("wrote %s", page)

@@ -35,3 +35,8 @@ def run_identity(
         "split": cfg.evaluation.split,
         "stage": stage,
     }
+
+
+def run_title(cfg: DictConfig, stage: str) -> str:
+    """What was evaluated, for printed tables and gallery pages."""
+    return f"{cfg.model.name} on {cfg.data.name}/{cfg.evaluation.split} ({stage})"
