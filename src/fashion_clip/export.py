@@ -1,7 +1,8 @@
 """`python -m fashion_clip.export ckpt_path=... out=model.pt`: a trained checkpoint as a plain open_clip file.
 
 The written file holds only the open_clip model's state dict, so anyone can load it without fashion_clip:
-`open_clip.create_model_and_transforms(NAME, pretrained="model.pt")`.
+`open_clip.create_model_and_transforms(NAME, pretrained="model.pt")`. With `format=onnx`, `out` is a
+directory of both towers as ONNX plus the preprocessing and tokenizer files (`fashion_clip.deploy`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import hydra_entry
+from fashion_clip.deploy.onnx_export import export_onnx, refuse_existing_export
 from fashion_clip.errors import ConfigError
 from fashion_clip.models.checkpoint import load_weights
-from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model
+from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model, create_tokenizer
 from fashion_clip.models.lora import LoraSettings, merge_lora
 from fashion_clip.preflight import preflight
+from fashion_clip.retrieval.model_identity import weights_fingerprint
 from fashion_clip.utils.atomic_output import atomic_output
 from fashion_clip.utils.launch_dir import from_launch_dir
 
 log = logging.getLogger(__name__)
 
 SIGLIP_BIAS = "logit_bias"
+FORMATS = ("open_clip", "onnx")
 
 
 def plain_state_dict(model: open_clip.CLIP, architecture_has_bias: bool) -> dict[str, torch.Tensor]:
@@ -49,6 +53,15 @@ def load_hint(name: str, out: Path, force_image_size: int | None) -> str:
     return f"{register}open_clip.create_model_and_transforms('{name}', pretrained='{out}'{size})"
 
 
+def trained_model(
+    name: str, ckpt_path: str | Path, force_image_size: int | None, lora: LoraSettings | None
+) -> open_clip.CLIP:
+    """The architecture (with LoRA adapters when trained with them) holding the checkpoint's weights."""
+    model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size, lora=lora)
+    load_weights(model, ckpt_path, name)
+    return model
+
+
 def export_open_clip(
     name: str,
     ckpt_path: str | Path,
@@ -67,14 +80,39 @@ def export_open_clip(
         raise ConfigError(
             f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
         )
-    model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size, lora=lora)
+    model = trained_model(name, ckpt_path, force_image_size, lora)
     architecture_has_bias = model.logit_bias is not None
-    load_weights(model, ckpt_path, name)
-    model = merge_lora(model)
-    state = plain_state_dict(model, architecture_has_bias)
+    state = plain_state_dict(merge_lora(model), architecture_has_bias)
     with atomic_output(out) as tmp:
         torch.save(state, tmp)
     log.info("wrote %s; load it with: %s", out, load_hint(name, out.resolve(), force_image_size))
+    return out
+
+
+def export_onnx_directory(
+    name: str,
+    ckpt_path: str | Path,
+    out: str | Path,
+    tokenizer: str | None = None,
+    force_image_size: int | None = None,
+    overwrite: bool = False,
+    lora: LoraSettings | None = None,
+) -> Path:
+    """Write both towers of the checkpoint as ONNX, with `preprocess.json` and the tokenizer, into `out`.
+
+    The fingerprint is taken before LoRA merges, from the weights as training and indexing load them.
+    """
+    out = Path(out).expanduser()
+    refuse_existing_export(out, overwrite)
+    model = trained_model(name, ckpt_path, force_image_size, lora)
+    fingerprint = weights_fingerprint(model)
+    source = {"ckpt_path": str(ckpt_path), "lora_merged": lora is not None and lora.enabled}
+    export_onnx(
+        merge_lora(model), create_tokenizer(name, tokenizer), name, fingerprint, out, overwrite, source
+    )
+    log.info(
+        "wrote %s (image_encoder.onnx, text_encoder.onnx, preprocess.json, tokenizer.json, model.json)", out
+    )
     return out
 
 
@@ -89,16 +127,19 @@ def required(cfg: DictConfig, key: str, example: str) -> str:
 def export_from_config(cfg: DictConfig) -> None:
     """`model=` picks the architecture exactly as in training; paths are read from where the user launched."""
     preflight(cfg, "export")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r} is not one of {', '.join(FORMATS)}")
     root = cfg.paths.root_dir
     example = "model=vitb32 ckpt_path=outputs/.../checkpoints/last.ckpt out=model.pt"
-    export_open_clip(
-        cfg.model.name,
-        from_launch_dir(root, required(cfg, "ckpt_path", example)),
-        from_launch_dir(root, required(cfg, "out", example)),
-        force_image_size=cfg.model.force_image_size,
-        overwrite=cfg.overwrite,
-        lora=instantiate(cfg.model.lora) if cfg.model.get("lora") else None,
-    )
+    ckpt_path = from_launch_dir(root, required(cfg, "ckpt_path", example))
+    out = from_launch_dir(root, required(cfg, "out", example))
+    lora = instantiate(cfg.model.lora) if cfg.model.get("lora") else None
+    options = {"force_image_size": cfg.model.force_image_size, "overwrite": cfg.overwrite, "lora": lora}
+    if cfg.format == "onnx":
+        tokenizer = from_launch_dir(root, cfg.model.tokenizer) if cfg.model.get("tokenizer") else None
+        export_onnx_directory(cfg.model.name, ckpt_path, out, tokenizer, **options)
+    else:
+        export_open_clip(cfg.model.name, ckpt_path, out, **options)
 
 
 main = hydra_entry("export", export_from_config)

@@ -1,6 +1,7 @@
 """Index entry point: `python -m fashion_clip.index model=tiny source=data/demo/test out=index.pt`.
 
-Add `ckpt_path=...` to index with fine-tuned weights; the index records which weights it was built with.
+Add `ckpt_path=...` to index with fine-tuned weights, or `onnx=DIR` to embed with an ONNX export
+(onnxruntime, `python -m fashion_clip.export format=onnx`); the index records which weights built it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.config import hydra_entry
 from fashion_clip.data.shard_spec import REMOTE_PREFIXES
+from fashion_clip.deploy.onnx_bundle import onnx_bundle, onnx_identity
+from fashion_clip.errors import ConfigError
+from fashion_clip.models.factory import ClipBundle
 from fashion_clip.models.loading import load_clip
 from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.index_file import refuse_existing, save_index
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
-from fashion_clip.retrieval.model_identity import identify
+from fashion_clip.retrieval.model_identity import ModelIdentity, identify
 from fashion_clip.utils.devices import resolve_device
 from fashion_clip.utils.launch_dir import from_launch_dir
 
@@ -46,15 +50,25 @@ def stored_model_config(model: DictConfig, root: str) -> dict[str, Any]:
     return config
 
 
+def index_model(cfg: DictConfig, root: str) -> tuple[ClipBundle, ModelIdentity]:
+    """The model that embeds the catalogue: the ONNX export at `onnx`, else `model` with `ckpt_path`."""
+    ckpt_path = stored_reference(root, cfg.ckpt_path)
+    if cfg.get("onnx"):
+        if ckpt_path:
+            raise ConfigError("give onnx= or ckpt_path=, not both: an ONNX export already holds its weights")
+        bundle = onnx_bundle(from_launch_dir(root, cfg.onnx))
+        return bundle, onnx_identity(bundle)
+    bundle = load_clip(cfg.model, ckpt_path)
+    return bundle, identify(bundle.model, stored_model_config(cfg.model, root), ckpt_path)
+
+
 def index_catalogue(cfg: DictConfig) -> Path:
     """Embed the catalogue at `source` with the configured model and write the index to `out`."""
     preflight(cfg, "index")
     root = cfg.paths.root_dir
     out = Path(launch_location(root, str(cfg.out)))
     refuse_existing(out, cfg.overwrite)
-    ckpt_path = stored_reference(root, cfg.ckpt_path)
-    bundle = load_clip(cfg.model, ckpt_path)
-    identity = identify(bundle.model, stored_model_config(cfg.model, root), ckpt_path)
+    bundle, identity = index_model(cfg, root)
     source = launch_location(root, str(cfg.source))
     index = build_index(
         bundle,

@@ -2,7 +2,8 @@
 
 `--image query.jpg` searches by image instead; `--html out.html` also writes a page of thumbnails.
 The model is rebuilt from the identity stored in the index; --model/--pretrained/--ckpt/--tokenizer
-replace the stored values, and a model whose weights differ from the index's is refused.
+replace the stored values, and a model whose weights differ from the index's is refused. `--onnx DIR`
+embeds the query with an ONNX export on onnxruntime (the default for an index built with `onnx=`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pretrained", help="pretrained tag or weights file (default: the index's)")
     parser.add_argument("--ckpt", help="fine-tuned checkpoint (default: the index's ckpt_path)")
     parser.add_argument("--tokenizer", help="local directory of a Hugging Face tokenizer (SigLIP2 models)")
+    parser.add_argument(
+        "--onnx", help="ONNX export directory to embed the query with onnxruntime (default: the index's)"
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="exact search engine")
     parser.add_argument(
         "--faiss-min-rows",
@@ -93,7 +97,9 @@ def run_search(args: argparse.Namespace) -> list[ProductHit]:
     index = load_index(args.index)
     device = resolve_device(args.device)
     searcher = open_searcher(index.embeddings, args.backend, args.faiss_min_rows, device)
-    bundle = build_query_model(index.model, args.model, args.pretrained, args.ckpt, args.tokenizer, device)
+    bundle = build_query_model(
+        index.model, args.model, args.pretrained, args.ckpt, args.tokenizer, device, args.onnx
+    )
     features = (
         encode_image_query(bundle, image, device) if image else encode_text_query(bundle, args.query, device)
     )

@@ -52,7 +52,8 @@ def borrowed(model: torch.nn.Module) -> Iterator[None]:
     Training evaluates before and after fitting; Lightning keeps each submodule's train/eval mode,
     so a model left in eval mode would silently train without dropout.
     """
-    modes, original = {m: m.training for m in model.modules()}, next(model.parameters()).device
+    modes = {m: m.training for m in model.modules()}
+    original = next(model.parameters(), torch.empty(0)).device  # an ONNX export's towers hold none
     try:
         yield
     finally:

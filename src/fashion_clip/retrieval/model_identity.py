@@ -39,7 +39,8 @@ class ModelIdentity:
     """How to rebuild the model that embedded an index, and the fingerprint its weights must match.
 
     `config` is the resolved `model` config (its Hydra `_target_` and arguments, LoRA and image-size
-    switches included), so search rebuilds the same architecture before loading `ckpt_path`.
+    switches included), so search rebuilds the same architecture before loading `ckpt_path`; an index
+    built from an ONNX export has the export directory under `onnx` instead.
     """
 
     config: dict[str, Any]
@@ -60,6 +61,8 @@ class ModelIdentity:
         """One line naming the weights, for error messages and the search header."""
         pretrained = self.config.get("pretrained")
         weights = f"ckpt={self.ckpt_path}" if self.ckpt_path else f"pretrained={pretrained or 'random init'}"
+        if self.config.get("onnx"):
+            weights = f"onnx={self.config['onnx']}"
         return f"{self.name} ({weights}, weights sha256 {self.fingerprint[:FINGERPRINT_SHOWN]})"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from fashion_clip.deploy.onnx_bundle import onnx_bundle, onnx_identity
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.models.loading import load_clip
 from fashion_clip.retrieval.model_identity import ModelIdentity, check_same_model, identify
@@ -18,14 +19,14 @@ LEGACY_LOCK_KEYS = {
     "lock_text_freeze_layer_norm": "text_freeze_layer_norm",
 }
 REMOVED_KEYS = ("channels_last",)
+ONNX_KEY = "onnx"
 
 
 def current_config(config: dict) -> dict:
     """An older index's model config in today's keys, so indexes built before the change still search."""
     lock = {new: config[old] for old, new in LEGACY_LOCK_KEYS.items() if old in config}
-    kept = {
-        key: value for key, value in config.items() if key not in LEGACY_LOCK_KEYS and key not in REMOVED_KEYS
-    }
+    dropped = (*LEGACY_LOCK_KEYS, *REMOVED_KEYS, ONNX_KEY)
+    kept = {key: value for key, value in config.items() if key not in dropped}
     return kept | ({"lock": lock} if lock else {})
 
 
@@ -37,6 +38,13 @@ def query_config(
     return {**current_config(index_model.config), **{key: value for key, value in given.items() if value}}
 
 
+def onnx_export_of(
+    index_model: ModelIdentity, onnx: str | None, pretrained: str | None, ckpt_path: str | None
+) -> str | None:
+    """The export to query with: the one given, else the index's own unless other weights were given."""
+    return onnx or (None if pretrained or ckpt_path else index_model.config.get(ONNX_KEY))
+
+
 def build_query_model(
     index_model: ModelIdentity,
     name: str | None = None,
@@ -44,8 +52,17 @@ def build_query_model(
     ckpt_path: str | None = None,
     tokenizer: str | None = None,
     device: torch.device | str = "cpu",
+    onnx: str | None = None,
 ) -> ClipBundle:
-    """The index's model (each given argument replaces its stored value), checked to have the same weights."""
+    """The index's model (each given argument replaces its stored value), checked to have the same weights.
+
+    An ONNX export (`onnx`, or the one the index was built with) is run by onnxruntime on the CPU.
+    """
+    export = onnx_export_of(index_model, onnx, pretrained, ckpt_path)
+    if export:
+        bundle = onnx_bundle(export)
+        check_same_model(index_model, onnx_identity(bundle))
+        return bundle
     config = query_config(index_model, name, pretrained, tokenizer)
     ckpt_path = ckpt_path or index_model.ckpt_path
     bundle = load_clip(config, ckpt_path)

@@ -1,0 +1,210 @@
+"""Export both towers of a trained model to ONNX, with the preprocessing and tokenizer files that feed them.
+
+torch.onnx's dynamo exporter (the default since torch 2.9) traces each tower with a dynamic batch axis;
+each file outputs unit-norm float32 embeddings, so a service only takes dot products. The onnx checker
+validates both files before the directory appears under its final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import open_clip
+import torch
+from open_clip.transform import PreprocessCfg
+from torch import nn
+
+from fashion_clip.deploy.export_files import (
+    FINGERPRINT_KEY,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    PREPROCESS_FILE,
+    TOWER_KEY,
+    encoder_file,
+    is_export,
+    write_json,
+)
+from fashion_clip.deploy.tokenizer_export import export_tokenizer
+from fashion_clip.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = {"image": "pixels", "text": "tokens"}
+EXAMPLE_BATCH = 2
+OP_PATTERNS = (re.compile(r"OpOverload\(op='([^']+)'"), re.compile(r"target=torch\.ops\.([\w.]+)"))
+
+
+class EncoderTower(nn.Module):
+    """One tower of the dual encoder as its own module: input in, unit-norm embedding out."""
+
+    def __init__(self, model: open_clip.CLIP, tower: str):
+        super().__init__()
+        self.model = model
+        self.tower = tower
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """`encode_image(pixels)` or `encode_text(tokens)`, normalised."""
+        encode = self.model.encode_image if self.tower == "image" else self.model.encode_text
+        return encode(inputs, normalize=True)
+
+
+class ExportError(UserError, RuntimeError):
+    """A tower could not be traced or converted to ONNX; the message names the model and the operator."""
+
+
+def failing_operator(error: BaseException) -> str | None:
+    """The torch operator the exporter stopped at, read from its error chain (None when it names none)."""
+    while error is not None:
+        for pattern in OP_PATTERNS:
+            match = pattern.search(str(error))
+            if match:
+                return match.group(1)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def image_size(cfg: PreprocessCfg) -> tuple[int, int]:
+    """(height, width) of the encoder's input; open_clip allows one int for square inputs."""
+    return tuple(cfg.size) if isinstance(cfg.size, (tuple, list)) else (cfg.size, cfg.size)
+
+
+def preprocess_spec(model: open_clip.CLIP, fingerprint: str) -> dict[str, Any]:
+    """`preprocess.json`: the eval transform open_clip builds from the model's `preprocess_cfg`."""
+    cfg = PreprocessCfg(**model.visual.preprocess_cfg)
+    return {
+        "size": list(image_size(cfg)),
+        "mode": cfg.mode,
+        "resize_mode": cfg.resize_mode,
+        "interpolation": cfg.interpolation,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "fill_color": cfg.fill_color,
+        "layout": "NCHW float32, RGB scaled to [0, 1] then normalised with mean and std",
+        "fingerprint": fingerprint,
+    }
+
+
+def example_input(model: open_clip.CLIP, tower: str, tokenizer: Any) -> torch.Tensor:
+    """A batch the exporter traces with (values do not matter, shapes and dtypes do)."""
+    if tower == "image":
+        height, width = image_size(PreprocessCfg(**model.visual.preprocess_cfg))
+        return torch.zeros(EXAMPLE_BATCH, 3, height, width)
+    return tokenizer(["a black leather ankle boot"] * EXAMPLE_BATCH)
+
+
+def export_tower(
+    model: open_clip.CLIP, name: str, tower: str, example: torch.Tensor, path: Path, fingerprint: str
+) -> None:
+    """Write one tower's ONNX file, stamped with the weights fingerprint, and check it."""
+    input_name = INPUT_NAMES[tower]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+            program = torch.onnx.export(
+                EncoderTower(model, tower).eval(),
+                (example,),
+                input_names=[input_name],
+                output_names=[f"{tower}_embedding"],
+                dynamic_shapes={"inputs": {0: torch.export.Dim("batch")}},
+                dynamo=True,
+                verbose=False,
+            )
+    except Exception as e:  # torch.export and the ONNX translation raise many types
+        operator = failing_operator(e)
+        what = f"operator {operator} has no ONNX translation" if operator else f"{type(e).__name__}: {e}"
+        raise ExportError(
+            f"could not export the {tower} tower of {name} to ONNX: {what}. Export it with format=open_clip "
+            f"instead, or replace that operator in the model"
+        ) from e
+    program.model.metadata_props[FINGERPRINT_KEY] = fingerprint
+    program.model.metadata_props[TOWER_KEY] = tower
+    program.save(str(path), external_data=False)
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def refuse_existing_export(out: Path, overwrite: bool) -> None:
+    """An existing `out` is replaced only when asked and only when it is an earlier export."""
+    if not out.exists():
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
+        )
+    if not (out.is_dir() and is_export(out)):
+        raise ConfigError(
+            f"out='{out}' exists and is not an ONNX export written by fashion-clip: choose another out="
+        )
+
+
+def export_onnx(
+    model: open_clip.CLIP,
+    tokenizer: Any,
+    name: str,
+    fingerprint: str,
+    out: Path,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+) -> Path:
+    """Write the export directory `out`: both towers, `preprocess.json`, the tokenizer and `model.json`.
+
+    `fingerprint` identifies the weights as loaded for training and indexing (before any LoRA merge), so an
+    index built with the torch model is searched with this export and vice versa.
+    """
+    refuse_existing_export(out, overwrite)
+    model = model.float().eval()
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for tower in ("image", "text"):
+            export_tower(
+                model,
+                name,
+                tower,
+                example_input(model, tower, tokenizer),
+                tmp / encoder_file(tower),
+                fingerprint,
+            )
+        write_json(tmp / PREPROCESS_FILE, preprocess_spec(model, fingerprint))
+        write_json(tmp / MANIFEST_FILE, manifest(model, tokenizer, name, fingerprint, tmp, source or {}))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def manifest(
+    model: open_clip.CLIP,
+    tokenizer: Any,
+    name: str,
+    fingerprint: str,
+    directory: Path,
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """`model.json`: what a service needs to load the files and what they were exported from."""
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model": name,
+        "embed_dim": int(open_clip.get_model_config(name)["embed_dim"]),
+        "fingerprint": fingerprint,
+        "outputs": "unit-norm float32 embeddings: score = image_embedding . text_embedding",
+        "image_encoder": {"file": encoder_file("image"), "input": INPUT_NAMES["image"]},
+        "text_encoder": {"file": encoder_file("text"), "input": INPUT_NAMES["text"]},
+        "preprocess": PREPROCESS_FILE,
+        "tokenizer": export_tokenizer(tokenizer, directory),
+        "logit_scale": model.logit_scale.exp().item(),
+        "logit_bias": model.logit_bias.item() if model.logit_bias is not None else None,
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "source": source,
+    }
