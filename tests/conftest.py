@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.hf_tokenizer import save_word_level_tokenizer, shard_captions
-from helpers.hydra_compose import compose_with_hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from fashion_clip.api import compose_with_hydra
 from fashion_clip.demo.catalogue import generate_demo_catalogue
 from fashion_clip.models.factory import ClipBundle, create_clip
 

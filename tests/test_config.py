@@ -9,11 +9,11 @@ import open_clip
 import pytest
 import torch
 from helpers.config_presets import preset_names
-from helpers.hydra_compose import compose_with_hydra
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from fashion_clip.api import compose_with_hydra
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.losses import InfoNCELoss, SigLipLoss
 from fashion_clip.models.factory import create_clip, create_model

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers.hydra_compose import compose_with_hydra
 from helpers.python_subprocess import run_python
 from helpers.search_index import index_of, load_tiny, synthetic_index
 from helpers.tiny_model import save_tiny_weights
@@ -18,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from fashion_clip.api import compose_with_hydra
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.index import index_catalogue

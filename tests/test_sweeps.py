@@ -7,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.hydra_compose import compose_with_hydra
 from helpers.python_subprocess import run_python
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from fashion_clip.api import compose_with_hydra
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError
 from fashion_clip.launcher_check import check_launcher
