@@ -16,7 +16,7 @@ import torch
 from helpers.hf_tokenizer import shard_captions
 from helpers.python_subprocess import run_python
 from helpers.search_index import load_tiny
-from helpers.tiny_model import TINY, save_tiny_weights
+from helpers.tiny_model import TINY, random_tiny, save_tiny_weights
 from omegaconf import OmegaConf
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
@@ -34,7 +34,9 @@ from fashion_clip.evaluation.full_protocol import full_protocol
 from fashion_clip.export import export_onnx_directory
 from fashion_clip.index import index_model
 from fashion_clip.models.factory import create_tokenizer
+from fashion_clip.models.lora import LoraSettings
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
+from fashion_clip.retrieval.model_identity import weights_fingerprint
 from fashion_clip.retrieval.product_search import search
 from fashion_clip.retrieval.queries import encode_text_query
 from fashion_clip.retrieval.query_model import build_query_model
@@ -344,3 +346,26 @@ def test_an_operator_without_onnx_translation_is_named_with_the_model(tmp_path: 
         ):
             export_onnx_directory(TINY, ckpt, tmp_path / "exported")
     assert not (tmp_path / "exported").exists() and not list(tmp_path.glob(".exported*"))
+
+
+@pytest.mark.slow
+def test_a_lora_checkpoint_is_merged_and_keeps_the_fingerprint_its_index_records(tmp_path: Path) -> None:
+    lora = LoraSettings(enabled=True, targets=("mlp.c_fc", "mlp.c_proj"))
+    adapted = random_tiny(0, lora=lora).eval()
+    with torch.no_grad():  # trained adapters: B is zero at init, so perturb it
+        for name, param in adapted.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.05)
+    ckpt = tmp_path / "lora.pt"
+    torch.save(adapted.state_dict(), ckpt)
+    clip = OnnxClip(export_onnx_directory(TINY, ckpt, tmp_path / "exported", lora=lora))
+    assert clip.manifest.fingerprint == weights_fingerprint(adapted)
+    image = rgb_image(64, 64, seed=5)
+    tokenizer = create_tokenizer(TINY)
+    with torch.no_grad():
+        expected_image = adapted.encode_image(torch.from_numpy(clip.preprocess(image))[None], normalize=True)
+        expected_text = adapted.encode_text(tokenizer(["blue denim jacket"]), normalize=True)
+    np.testing.assert_allclose(clip.embed_images([image]), expected_image.numpy(), atol=PARITY_TOLERANCE)
+    np.testing.assert_allclose(
+        clip.embed_texts(["blue denim jacket"]), expected_text.numpy(), atol=PARITY_TOLERANCE
+    )
