@@ -7,10 +7,12 @@ validates both files before the directory appears under its final name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 INPUT_NAMES = {"image": "pixels", "text": "tokens"}
 EXAMPLE_BATCH = 2
+# the exporter's graph passes log one INFO line per folded constant or merged initializer (100+ per tower)
+CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
 OP_PATTERNS = (re.compile(r"OpOverload\(op='([^']+)'"), re.compile(r"target=torch\.ops\.([\w.]+)"))
 
 
@@ -57,6 +61,21 @@ class EncoderTower(nn.Module):
 
 class ExportError(UserError, RuntimeError):
     """A tower could not be traced or converted to ONNX; the message names the model and the operator."""
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Keep the exporter's per-pass INFO lines and tracing warnings out of the run log."""
+    levels = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    try:
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def failing_operator(error: BaseException) -> str | None:
@@ -105,8 +124,7 @@ def export_tower(
     """Write one tower's ONNX file, stamped with the weights fingerprint, and check it."""
     input_name = INPUT_NAMES[tower]
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+        with quiet_exporter():
             program = torch.onnx.export(
                 EncoderTower(model, tower).eval(),
                 (example,),
