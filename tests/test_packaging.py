@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "fashion_clip"
 # the package-data patterns of pyproject.toml, relative to the package
-PACKAGE_DATA = ("models/model_configs/*.json", "knowledge/data/*.txt", "conf/**/*.yaml")
+PACKAGE_DATA = ("models/model_configs/*.json", "knowledge/data/*.txt", "data/*.yaml", "conf/**/*.yaml")
 
 
 def _run(*command: object, cwd: Path) -> str:

@@ -73,6 +73,8 @@ PROTOCOL_NUMBERS = (
     Number("num_negatives", int, 1),
     Number("max_queries_per_field", int, 1),
 )
+# `data.train_eval` given as a number: how many train samples to score beside validation
+TRAIN_EVAL_SAMPLES = Number("data.train_eval", int, 1)
 
 
 def _kind_name(kind: type) -> str:
@@ -168,6 +170,17 @@ def check_writable(path: str | Path, key: str) -> None:
         ) from e
 
 
+def check_train_eval(cfg: DictConfig) -> None:
+    """`data.train_eval`, when set, is a positive number of train samples or a shard spec matching files."""
+    value = OmegaConf.select(cfg, "data.train_eval")
+    if value is None:
+        return
+    if isinstance(value, int | float):
+        check_number(TRAIN_EVAL_SAMPLES, value)
+    else:
+        check_shards(cfg, ("train_eval",))
+
+
 def _train_splits(cfg: DictConfig) -> tuple[str, ...]:
     """The splits a training run reads: train and val always, the scored split when it scores one."""
     scores = cfg.get("test_before_fit") or cfg.get("test_after_fit")
@@ -192,6 +205,7 @@ def preflight(cfg: DictConfig, entry: str) -> None:
         check_checkpoint(path, cfg.model, resume=entry == "train")
     if entry == "train":
         check_shards(cfg, _train_splits(cfg))
+        check_train_eval(cfg)
     elif entry in ("evaluate", "wise"):
         if cfg.evaluation.split not in SPLITS:
             raise ConfigError(f"evaluation.split={cfg.evaluation.split!r} is not one of {', '.join(SPLITS)}")

@@ -17,11 +17,14 @@ from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
 from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.resumable import ResumableLoader
-from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
+from fashion_clip.data.samples import CaptionTransform, CollateWithTokenizer, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards, shard_sizes
+from fashion_clip.data.train_slice import first_samples, is_sample_count, slice_size
 from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
+# the validation loaders in order: loader i's recall and loss are logged as `VALIDATION_LOADERS[i]/*`
+VALIDATION_LOADERS = ("val", "train_eval")
 
 
 def datamodule_config(data: DictConfig) -> dict[str, Any]:
@@ -34,6 +37,17 @@ def every_nth(samples: Iterable[dict], start: int, step: int) -> Iterator[dict]:
     """Split evaluation data across ranks by sample, not shard, so no rank is left without samples
     when a split has fewer shards than ranks (the recall metric's gather needs every rank to have some)."""
     return itertools.islice(samples, start, None, step)
+
+
+def kept(count: int, start: int, step: int) -> int:
+    """How many of `count` items `every_nth(start, step)` keeps."""
+    return len(range(start, count, step))
+
+
+def eval_batches(worker_samples: Sequence[int], batch_size: int) -> int:
+    """Batches an evaluation loader yields: each worker batches its own share and ends on its own partial
+    batch, and Lightning stops at the loader's length, so a length short of this would drop samples."""
+    return max(1, sum(math.ceil(samples / batch_size) for samples in worker_samples))
 
 
 def epoch_length(sizes: Sequence[int], world: int, workers: int, batch_size: int) -> int:
@@ -66,6 +80,8 @@ class WebDatasetDataModule(L.LightningDataModule):
     The train loader is resumable: its position (epoch, batches per data worker) is saved in checkpoints
     and restored on resume, and each epoch's order is a function of `seed` and the epoch. `batching`
     chooses which samples share a train batch (data/batching.py); evaluation splits are never composed.
+    `train_eval` (a shard spec, or N: the first N train samples in shard order) is validated beside `val`.
+    `caption_augment` rewrites each picked train caption (data/caption_augment.py); evaluation never.
     """
 
     def __init__(
@@ -73,6 +89,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         train: ShardSpec | None = None,
         val: ShardSpec | None = None,
         test: ShardSpec | None = None,
+        train_eval: ShardSpec | int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -85,6 +102,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         seed: int = 0,
         batching: str = "random",
         batching_pool: int | None = None,
+        caption_augment: CaptionTransform | None = None,
     ) -> None:
         super().__init__()
         self.compose = make_composer(batching, batch_size, batching_pool)
@@ -92,7 +110,7 @@ class WebDatasetDataModule(L.LightningDataModule):
             raise ConfigError(
                 "data.resampled=true needs data.samples_per_epoch (or a train directory with a manifest)"
             )
-        self.specs = {"train": train, "val": val, "test": test}
+        self.specs = {"train": train, "val": val, "test": test, "train_eval": train_eval}
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -103,6 +121,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         self.val_transform = val_transform
         self.tokenizer = tokenizer
         self.seed = seed
+        self.caption_augment = caption_augment
         self._train_loader: ResumableLoader | None = None
         self._restored_position: dict[str, Any] | None = None
 
@@ -127,21 +146,39 @@ class WebDatasetDataModule(L.LightningDataModule):
             raise ValueError("the data module needs the model's transforms and tokenizer (see train.py)")
         return CollateWithTokenizer(self.tokenizer)
 
+    def _eval_samples(self, split: str) -> tuple[list[Callable], list[int] | None]:
+        """Stages yielding this rank's raw samples of an evaluation split, and each data worker's count of
+        them (None: unknown without a manifest).
+
+        Shards are dealt to workers, then samples to ranks; a train slice (`train_eval=N`) is read in order
+        by every worker and dealt by sample to ranks, then workers, since one shard may hold all of it.
+        """
+        rank, world, workers = self._rank(), self._world_size(), max(1, self.num_workers)
+        by_rank = functools.partial(every_nth, start=rank, step=world)
+        spec = self._spec(split)
+        if is_sample_count(spec):
+            train = self._spec("train")
+            first = functools.partial(first_samples, resolve_shards(train, "train"), spec)
+            mine = kept(slice_size(spec, count_samples(train)), rank, world)
+            return [first, by_rank, wds.split_by_worker], [kept(mine, w, workers) for w in range(workers)]
+        sizes = shard_sizes(spec)
+        stages = [functools.partial(raw_samples, resolve_shards(spec, split), by_worker=True), by_rank]
+        if sizes is None:
+            return stages, None
+        return stages, [kept(sum(sizes[w::workers]), rank, world) for w in range(workers)]
+
     def _pipeline(self, split: str) -> wds.DataPipeline:
-        """An evaluation split in shard order, divided between ranks by sample, with a final partial batch."""
-        collate = self._collate()
-        urls = resolve_shards(self._spec(split), split)
+        """An evaluation split in shard order, read with the eval transform and each sample's first caption,
+        batched per worker with a final partial batch; its exact length when the sizes are known."""
+        stages, worker_samples = self._eval_samples(split)
         pipeline = wds.DataPipeline(
-            functools.partial(raw_samples, urls, by_worker=True),
-            functools.partial(every_nth, start=self._rank(), step=self._world_size()),
+            *stages,
             DecodeOrSkip(self.val_transform, random_caption=False),
-            wds.batched(self.eval_batch_size, collation_fn=collate, partial=True),
+            wds.batched(self.eval_batch_size, collation_fn=self._collate(), partial=True),
         )
-        samples = count_samples(self._spec(split))
-        if samples is None:
+        if worker_samples is None:
             return pipeline
-        batches = math.ceil(samples / self._world_size() / self.eval_batch_size)
-        return pipeline.with_length(max(1, batches), silent=True)
+        return pipeline.with_length(eval_batches(worker_samples, self.eval_batch_size), silent=True)
 
     def _train_stream(self) -> EpochStream:
         """The train split as a seeded, resumable stream, with an epoch length when it can be known."""
@@ -164,7 +201,7 @@ class WebDatasetDataModule(L.LightningDataModule):
             )
         return EpochStream(
             resolve_shards(spec, "train"),
-            DecodeOrSkip(self.train_transform, random_caption=True),
+            DecodeOrSkip(self.train_transform, random_caption=True, caption_augment=self.caption_augment),
             collate,
             batch_size=self.batch_size,
             shuffle_buffer=self.shuffle_buffer,
@@ -199,8 +236,11 @@ class WebDatasetDataModule(L.LightningDataModule):
         self._train_loader = loader
         return loader
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader("val")
+    def val_dataloader(self) -> torch.utils.data.DataLoader | list[torch.utils.data.DataLoader]:
+        """The val split; with `train_eval` set, the train slice as a second loader (VALIDATION_LOADERS)."""
+        if self.specs["train_eval"] is None:
+            return self._loader("val")
+        return [self._loader(name) for name in VALIDATION_LOADERS]
 
     def test_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("test")

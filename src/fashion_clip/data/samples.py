@@ -16,6 +16,8 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+# rewrites a training caption with the given RNG (data/caption_augment.py), so a seed replays it
+CaptionTransform = Callable[[str, random.Random], str]
 
 
 def product_key(product_id: str) -> int:
@@ -58,11 +60,20 @@ def decode_sample(
 
 
 class DecodeOrSkip:
-    """WebDataset stage: decode, transform and pick a caption; tag survivors with how many were skipped."""
+    """WebDataset stage: decode, transform and pick a caption; tag survivors with how many were skipped.
 
-    def __init__(self, transform: Callable[[Image.Image], torch.Tensor], random_caption: bool) -> None:
+    `caption_augment` (train only) rewrites the picked caption with the same seeded RNG that picked it,
+    so a resumed epoch replays the same wordings."""
+
+    def __init__(
+        self,
+        transform: Callable[[Image.Image], torch.Tensor],
+        random_caption: bool,
+        caption_augment: CaptionTransform | None = None,
+    ) -> None:
         self.transform = transform
         self.random_caption = random_caption
+        self.caption_augment = caption_augment
 
     def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = random.Random(torch.initial_seed())
@@ -76,6 +87,8 @@ class DecodeOrSkip:
                 log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
                 continue
             caption = rng.choice(captions) if self.random_caption else captions[0]
+            if self.caption_augment is not None:
+                caption = self.caption_augment(caption, rng)
             product = str(meta.get("product_id", key))
             yield {"image": image, "caption": caption, "product": product_key(product), "skipped": skipped}
             skipped = 0

@@ -17,10 +17,28 @@ def parse_words(lines: Iterable[str]) -> frozenset[str]:
     return frozenset(word for word in words if word)
 
 
+def _shipped_lines() -> list[str]:
+    """Lines of the shipped noun list, read from inside the installed package."""
+    text = resources.files("fashion_clip.knowledge").joinpath("data", SHIPPED).read_text(encoding="utf-8")
+    return text.splitlines()
+
+
 def shipped_vocabulary() -> frozenset[str]:
     """Garment, accessory and material nouns shipped in the package, so extraction works out of the box."""
-    text = resources.files("fashion_clip.knowledge").joinpath("data", SHIPPED).read_text(encoding="utf-8")
-    return parse_words(text.splitlines())
+    return parse_words(_shipped_lines())
+
+
+def shipped_sections() -> dict[str, frozenset[str]]:
+    """The shipped nouns under each `# heading` line ("materials", "footwear", ...), so callers that must
+    tell a material from a garment read the one list rather than keep a second."""
+    sections: dict[str, list[str]] = {}
+    heading = ""
+    for line in _shipped_lines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip().lower()
+        else:
+            sections.setdefault(heading, []).append(line)
+    return {name: words for name, lines in sections.items() if (words := parse_words(lines))}
 
 
 def load_vocabulary(extra: Path | None = None) -> frozenset[str]:

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
+from fashion_clip.data.datamodule import VALIDATION_LOADERS
 from fashion_clip.errors import ConfigError
 from fashion_clip.losses.base import TrainingLoss
 from fashion_clip.metrics import RetrievalRecall
@@ -107,9 +108,13 @@ class ClipModule(L.LightningModule):
         self.accumulate = accumulate
         self.gradient_clip_val = gradient_clip_val
         self.automatic_optimization = accumulate == 1
-        # validation is the recall hook; the test split is scored by the named protocols (train.py)
+        # validation is the recall hook, one metric per validation loader (val, and the train slice when
+        # data.train_eval is set); the test split is scored by the named protocols (train.py)
         self.recall = nn.ModuleDict(
-            {"val": RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size)}
+            {
+                stage: RetrievalRecall(ks=tuple(recall_ks), chunk_size=recall_chunk_size)
+                for stage in VALIDATION_LOADERS
+            }
         )
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +124,13 @@ class ClipModule(L.LightningModule):
     def _log_loss_terms(self, stage: str, size: int) -> None:
         """A loss made of several terms logs each one, so TensorBoard shows which term moves."""
         for name, value in self.loss.terms.items():
-            self.log(f"{stage}/loss_{name}", value, batch_size=size, sync_dist=stage != "train")
+            self.log(
+                f"{stage}/loss_{name}",
+                value,
+                batch_size=size,
+                sync_dist=stage != "train",
+                add_dataloader_idx=False,
+            )
 
     def _loss(
         self, batch: dict[str, Any], distributed: bool = True
@@ -146,6 +157,7 @@ class ClipModule(L.LightningModule):
             on_epoch=True,
             sync_dist=True,
             batch_size=len(batch["image"]),
+            add_dataloader_idx=False,
         )
 
     def configure_callbacks(self) -> list[L.Callback]:
@@ -203,7 +215,10 @@ class ClipModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         """Loss for the curve, embeddings into the recall metric for the whole split."""
         loss, image, text = self._loss(batch, distributed=False)
-        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]))
+        # each validation loader logs under its own prefix, so Lightning must not append `/dataloader_idx_N`
+        self.log(
+            f"{stage}/loss", loss, sync_dist=True, batch_size=len(batch["image"]), add_dataloader_idx=False
+        )
         self._log_loss_terms(stage, len(batch["image"]))
         self.recall[stage].update(image, text, batch["product"])
         self._count_skipped(batch, stage)
@@ -215,16 +230,20 @@ class ClipModule(L.LightningModule):
         mean = scores.pop("mean_recall")
         # the metric gathered every rank's embeddings, so each rank holds the same value: `max` over
         # ranks keeps it exact and tells Lightning the value is synced (no per-epoch sync_dist warning)
-        synced = {"sync_dist": True, "reduce_fx": "max"}
+        synced = {"sync_dist": True, "reduce_fx": "max", "add_dataloader_idx": False}
         self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, **synced)
         self.log(f"{stage}/mean_recall", mean, prog_bar=True, **synced)
         metric.reset()
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._eval_step(batch, VALIDATION_LOADERS[dataloader_idx])
 
     def on_validation_epoch_end(self) -> None:
-        self._log_recall("val")
+        """Recall of each validation loader: val, and the train slice when `data.train_eval` adds it."""
+        for stage in VALIDATION_LOADERS[: len(self.trainer.num_val_batches)]:
+            self._log_recall(stage)
 
     def _fused_refusal(self) -> str | None:
         """Why this run cannot use a fused optimizer (None: it can): its device, precision and clipping."""
