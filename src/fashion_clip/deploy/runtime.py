@@ -28,6 +28,8 @@ from fashion_clip.deploy.text_tokenizer import TextTokenizer
 def open_session(path: Path, fingerprint: str, threads: int | None) -> ort.InferenceSession:
     """An onnxruntime CPU session for one tower, refused when the file carries other weights' fingerprint."""
     options = ort.SessionOptions()
+    # idle intra-op threads would spin after each run, taking the cores from the top-k search that follows
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
