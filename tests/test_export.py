@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers.lightning_trainer import save_lightning
 from helpers.python_subprocess import run_python
-from helpers.tiny_model import TINY, random_tiny, save_tiny_weights
+from helpers.tiny_model import TINY, random_tiny, save_tiny_weights, save_trained_lora_tiny
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.export import export_open_clip, plain_state_dict
@@ -130,20 +130,13 @@ def test_lora_checkpoint_exports_merged_into_the_plain_architecture(tmp_path: Pa
     from fashion_clip.models.lora import LoraSettings
 
     lora = LoraSettings(enabled=True, targets=("mlp.c_fc", "mlp.c_proj"))
-    adapted = random_tiny(0, lora=lora)
-    with torch.no_grad():  # trained adapters: B is zero at init, so perturb it
-        for name, param in adapted.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.05)
-    ckpt = tmp_path / "lora.pt"
-    torch.save(adapted.state_dict(), ckpt)
+    adapted, ckpt = save_trained_lora_tiny(tmp_path / "lora.pt", lora)
     out = export_open_clip(TINY, ckpt, tmp_path / "plain.pt", lora=lora)
     plain, _, _ = create_model(TINY)
     state = torch.load(out, weights_only=True)
     assert set(state) == set(plain.state_dict())
     plain.load_state_dict(state)
     image, text = torch.randn(2, 3, 64, 64), torch.randint(1, 1000, (2, 32))
-    adapted.eval()
     plain.eval()
     with torch.no_grad():
         assert torch.allclose(adapted.encode_image(image), plain.encode_image(image), atol=1e-5)

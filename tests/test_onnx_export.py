@@ -16,7 +16,7 @@ import torch
 from helpers.hf_tokenizer import shard_captions
 from helpers.python_subprocess import run_python
 from helpers.search_index import load_tiny
-from helpers.tiny_model import TINY, random_tiny, save_tiny_weights
+from helpers.tiny_model import TINY, save_tiny_weights, save_trained_lora_tiny
 from omegaconf import OmegaConf
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
@@ -24,7 +24,7 @@ from PIL import Image
 from fashion_clip.deploy.export_files import FINGERPRINT_KEY, PREPROCESS_FILE, encoder_file, read_export
 from fashion_clip.deploy.image_preprocess import preprocess
 from fashion_clip.deploy.onnx_bundle import onnx_bundle
-from fashion_clip.deploy.onnx_export import ExportError, refuse_existing_export
+from fashion_clip.deploy.onnx_export import ExportError, preprocess_settings, refuse_existing_export
 from fashion_clip.deploy.runtime import OnnxClip
 from fashion_clip.deploy.text_tokenizer import CLEANERS, TextTokenizer
 from fashion_clip.deploy.tokenizer_export import export_tokenizer
@@ -62,20 +62,6 @@ def rgb_image(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Im
     return Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode)
 
 
-def spec_of(cfg: PreprocessCfg) -> dict:
-    """The preprocess.json keys the reference reads, for an open_clip preprocessing config."""
-    size = cfg.size if isinstance(cfg.size, tuple) else (cfg.size, cfg.size)
-    return {
-        "size": list(size),
-        "mode": cfg.mode,
-        "resize_mode": cfg.resize_mode,
-        "interpolation": cfg.interpolation,
-        "mean": list(cfg.mean),
-        "std": list(cfg.std),
-        "fill_color": cfg.fill_color,
-    }
-
-
 @pytest.mark.parametrize(
     "cfg",
     [
@@ -95,7 +81,7 @@ def test_pil_numpy_preprocessing_equals_open_clips_eval_transform(cfg: Preproces
     for seed, mode in enumerate(("RGB", "RGBA", "L")):
         image = rgb_image(*size, seed=seed, mode=mode)
         expected = transform(image).numpy()
-        got = preprocess(image, spec_of(cfg))
+        got = preprocess(image, preprocess_settings(cfg))
         assert got.dtype == np.float32 and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
@@ -112,7 +98,7 @@ def test_readme_snippet_reproduces_the_eval_transform(resize_mode: str) -> None:
     namespace: dict = {}
     exec(readme_snippet(), namespace)  # noqa: S102 - our own README, checked so it stays true
     cfg = PreprocessCfg(size=64, resize_mode=resize_mode, interpolation="bicubic")
-    spec = spec_of(cfg)
+    spec = preprocess_settings(cfg)
     for seed, size in enumerate([(300, 97), (41, 203), (64, 64)]):
         image = rgb_image(*size, seed=seed)
         expected = image_transform_v2(cfg, is_train=False)(image).numpy()
@@ -191,7 +177,7 @@ def test_export_writes_checked_files_that_describe_the_model(exported: tuple[Pat
         "pad_id": 0,
     }
     spec = json.loads((out / PREPROCESS_FILE).read_text())
-    assert spec_of(PreprocessCfg(**bundle.model.visual.preprocess_cfg)).items() <= spec.items()
+    assert preprocess_settings(PreprocessCfg(**bundle.model.visual.preprocess_cfg)).items() <= spec.items()
     for tower in ("image", "text"):
         model = onnx.load(str(out / encoder_file(tower)))
         onnx.checker.check_model(model, full_check=True)
@@ -351,13 +337,7 @@ def test_an_operator_without_onnx_translation_is_named_with_the_model(tmp_path: 
 @pytest.mark.slow
 def test_a_lora_checkpoint_is_merged_and_keeps_the_fingerprint_its_index_records(tmp_path: Path) -> None:
     lora = LoraSettings(enabled=True, targets=("mlp.c_fc", "mlp.c_proj"))
-    adapted = random_tiny(0, lora=lora).eval()
-    with torch.no_grad():  # trained adapters: B is zero at init, so perturb it
-        for name, param in adapted.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.05)
-    ckpt = tmp_path / "lora.pt"
-    torch.save(adapted.state_dict(), ckpt)
+    adapted, ckpt = save_trained_lora_tiny(tmp_path / "lora.pt", lora)
     clip = OnnxClip(export_onnx_directory(TINY, ckpt, tmp_path / "exported", lora=lora))
     assert clip.manifest.fingerprint == weights_fingerprint(adapted)
     image = rgb_image(64, 64, seed=5)

@@ -24,6 +24,18 @@ def save_tiny_weights(path: Path, seed: int) -> Path:
     return path
 
 
+def save_trained_lora_tiny(path: Path, lora: object) -> tuple[open_clip.CLIP, Path]:
+    """A tiny model with LoRA adapters that change its outputs (B is zero at init, so it is perturbed),
+    in eval mode, and its state dict saved at `path`: what a LoRA training run leaves."""
+    adapted = random_tiny(0, lora=lora).eval()
+    with torch.no_grad():
+        for name, param in adapted.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.05)
+    torch.save(adapted.state_dict(), path)
+    return adapted, path
+
+
 def training_batch(model: open_clip.CLIP, size: int, seed: int) -> dict[str, torch.Tensor]:
     """Random images and token ids in the shape a training step takes: any input will do for the checks."""
     generator = torch.Generator().manual_seed(seed)

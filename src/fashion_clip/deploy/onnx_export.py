@@ -94,9 +94,8 @@ def image_size(cfg: PreprocessCfg) -> tuple[int, int]:
     return tuple(cfg.size) if isinstance(cfg.size, (tuple, list)) else (cfg.size, cfg.size)
 
 
-def preprocess_spec(model: open_clip.CLIP, fingerprint: str) -> dict[str, Any]:
-    """`preprocess.json`: the eval transform open_clip builds from the model's `preprocess_cfg`."""
-    cfg = PreprocessCfg(**model.visual.preprocess_cfg)
+def preprocess_settings(cfg: PreprocessCfg) -> dict[str, Any]:
+    """The settings of open_clip's eval transform that the PIL + numpy reference reads."""
     return {
         "size": list(image_size(cfg)),
         "mode": cfg.mode,
@@ -105,6 +104,12 @@ def preprocess_spec(model: open_clip.CLIP, fingerprint: str) -> dict[str, Any]:
         "mean": list(cfg.mean),
         "std": list(cfg.std),
         "fill_color": cfg.fill_color,
+    }
+
+
+def preprocess_spec(model: open_clip.CLIP, fingerprint: str) -> dict[str, Any]:
+    """`preprocess.json`: the eval transform open_clip builds from the model's `preprocess_cfg`."""
+    return preprocess_settings(PreprocessCfg(**model.visual.preprocess_cfg)) | {
         "layout": "NCHW float32, RGB scaled to [0, 1] then normalised with mean and std",
         "fingerprint": fingerprint,
     }
