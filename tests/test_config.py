@@ -119,7 +119,12 @@ def test_unknown_open_clip_model_name_is_named() -> None:
 
 @pytest.mark.slow
 def test_siglip2_tokenizer_offline_names_the_local_option(monkeypatch) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # read once at import (conftest's tokenizer helper imports it first): without this the hub is tried,
+    # with retries and back-off, for about 45 s
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError) as err:
         create_clip("ViT-B-16-SigLIP2-256", pretrained=None)
     assert "model.tokenizer=" in str(err.value)
