@@ -81,7 +81,8 @@ def export_open_clip(
             f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
         )
     model = trained_model(name, ckpt_path, force_image_size, lora)
-    architecture_has_bias = model.logit_bias is not None
+    # asked of the architecture: loading a SigLIP-trained checkpoint gives any model a logit_bias
+    architecture_has_bias = open_clip.get_model_config(name).get("init_logit_bias") is not None
     state = plain_state_dict(merge_lora(model), architecture_has_bias)
     with atomic_output(out) as tmp:
         torch.save(state, tmp)
