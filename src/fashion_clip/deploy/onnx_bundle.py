@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -44,7 +43,7 @@ def onnx_bundle(directory: str | Path, threads: int | None = None) -> ClipBundle
         return torch.from_numpy(clip.preprocess(image))
 
     def tokenizer(texts: list[str]) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(clip.tokenize(texts)))
+        return torch.from_numpy(clip.tokenize(texts))
 
     return ClipBundle(clip.manifest.name, OnnxTowers(clip), transform, transform, tokenizer)
 
