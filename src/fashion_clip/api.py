@@ -114,12 +114,15 @@ def evaluate(cfg: DictConfig) -> RunResult[list[EvaluationRecord]]:
 
 
 def load_model(
-    model: str = "tiny", ckpt_path: str | Path | None = None, overrides: Sequence[str] = ()
+    model: str = "tiny",
+    ckpt_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    trust_checkpoint: bool = False,
 ) -> ClipBundle:
     """The `model=<model>` preset's model (in eval mode), train/val transforms and tokenizer, with a
     checkpoint's weights when given, for embedding images and texts ad hoc; `overrides` as for `compose`
-    (`model.pretrained=null`)."""
+    (`model.pretrained=null`); `trust_checkpoint` as the CLI's option of that name."""
     cfg = compose("evaluate", [f"model={model}", *overrides])
-    bundle = load_clip(cfg.model, str(ckpt_path) if ckpt_path else None)
+    bundle = load_clip(cfg.model, str(ckpt_path) if ckpt_path else None, trust_checkpoint)
     bundle.model.eval()
     return bundle

@@ -18,6 +18,7 @@ from fashion_clip.deploy.onnx_bundle import onnx_bundle, onnx_identity
 from fashion_clip.errors import ConfigError
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.models.loading import load_clip
+from fashion_clip.models.stored_config import without_targets
 from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.index_file import refuse_existing, save_index
 from fashion_clip.retrieval.indexing import build_index, open_catalogue
@@ -43,7 +44,7 @@ def stored_reference(root: str, value: str | None) -> str | None:
 
 def stored_model_config(model: DictConfig, root: str) -> dict[str, Any]:
     """The resolved model config as search will rebuild it, local weight and tokenizer paths absolute."""
-    config = OmegaConf.to_container(model, resolve=True)
+    config = without_targets(OmegaConf.to_container(model, resolve=True))
     for key in ("pretrained", "tokenizer"):  # `tokenizer` is absent from some presets
         if key in config:
             config[key] = stored_reference(root, config[key])
@@ -58,7 +59,7 @@ def index_model(cfg: DictConfig, root: str) -> tuple[ClipBundle, ModelIdentity]:
             raise ConfigError("give onnx= or ckpt_path=, not both: an ONNX export already holds its weights")
         bundle = onnx_bundle(from_launch_dir(root, cfg.onnx))
         return bundle, onnx_identity(bundle)
-    bundle = load_clip(cfg.model, ckpt_path)
+    bundle = load_clip(cfg.model, ckpt_path, cfg.trust_checkpoint)
     return bundle, identify(bundle.model, stored_model_config(cfg.model, root), ckpt_path)
 
 

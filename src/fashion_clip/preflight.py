@@ -122,13 +122,13 @@ def check_numbers(cfg: DictConfig) -> None:
                 check_number(rule, value, key)
 
 
-def check_checkpoint(path: str | Path, model: DictConfig, resume: bool) -> None:
+def check_checkpoint(path: str | Path, model: DictConfig, resume: bool, trust: bool = False) -> None:
     """The file exists, reads as a checkpoint (a Lightning one to resume) and fits the configured model.
 
     The model is built on the meta device (no memory, under a second), so a checkpoint of another
     architecture is refused before any real model is built.
     """
-    state = checkpoint_state_dict(path, lightning_required=resume)
+    state = checkpoint_state_dict(path, lightning_required=resume, trust=trust)
     architecture = open_clip_meta_model(model)
     problems = mismatch(architecture, state, shapes_only=True)
     if problems:
@@ -202,7 +202,7 @@ def preflight(cfg: DictConfig, entry: str) -> None:
         path = from_launch_dir(cfg.paths.root_dir, ckpt)
         if not path.is_file():
             raise MissingInputError(f"ckpt_path '{ckpt}' does not exist (looked for {path})")
-        check_checkpoint(path, cfg.model, resume=entry == "train")
+        check_checkpoint(path, cfg.model, resume=entry == "train", trust=bool(cfg.get("trust_checkpoint")))
     if entry == "train":
         check_shards(cfg, _train_splits(cfg))
         check_train_eval(cfg)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fashion_clip.errors import ConfigError, exit_on_user_error
@@ -25,6 +26,7 @@ from fashion_clip.retrieval.queries import encode_image_query, encode_text_query
 from fashion_clip.retrieval.query_model import build_query_model
 from fashion_clip.retrieval.thumbnails import image_location, thumbnail_data_uri
 from fashion_clip.utils.devices import resolve_device
+from fashion_clip.utils.metadata_text import metadata_text
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,6 +43,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="open_clip model name (default: the index's)")
     parser.add_argument("--pretrained", help="pretrained tag or weights file (default: the index's)")
     parser.add_argument("--ckpt", help="fine-tuned checkpoint (default: the index's ckpt_path)")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="unpickle the checkpoint fully even if it holds more than weights (it can then run code)",
+    )
     parser.add_argument("--tokenizer", help="local directory of a Hugging Face tokenizer (SigLIP2 models)")
     parser.add_argument(
         "--onnx", help="ONNX export directory to embed the query with onnxruntime (default: the index's)"
@@ -74,14 +81,8 @@ def print_hits(hits: list[ProductHit], title: str, caption: str) -> None:
         table.add_column(column, justify="right" if column in ("rank", "score") else "left", overflow="fold")
     for hit in hits:
         r = hit.record
-        table.add_row(
-            str(hit.rank),
-            f"{hit.score:.4f}",
-            r.product_id,
-            r.category or "-",
-            r.caption,
-            image_location(r.source, r.key),
-        )
+        cells = (r.product_id, metadata_text(r.category) or "-", r.caption, image_location(r.source, r.key))
+        table.add_row(str(hit.rank), f"{hit.score:.4f}", *map(escape, cells))
     Console().print(table)
 
 
@@ -98,7 +99,15 @@ def run_search(args: argparse.Namespace) -> list[ProductHit]:
     device = resolve_device(args.device)
     searcher = open_searcher(index.embeddings, args.backend, args.faiss_min_rows, device)
     bundle = build_query_model(
-        index.model, args.model, args.pretrained, args.ckpt, args.tokenizer, device, args.onnx
+        index.model,
+        args.model,
+        args.pretrained,
+        args.ckpt,
+        args.tokenizer,
+        device,
+        args.onnx,
+        args.trust_checkpoint,
+        args.index,
     )
     features = (
         encode_image_query(bundle, image, device) if image else encode_text_query(bundle, args.query, device)

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
@@ -21,6 +20,7 @@ from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
 from fashion_clip.evaluation.failure_gallery import check_gallery_size
 from fashion_clip.evaluation.run_identity import run_identity, run_title
+from fashion_clip.models.checkpoint import read_checkpoint
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.preflight import preflight
 from fashion_clip.reports.attribute_table import print_fields
@@ -69,7 +69,7 @@ def load_best(trainer: L.Trainer, module: L.LightningModule) -> str | None:
     loop would load them; None when no checkpoint was kept (the model stays as training left it)."""
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(read_checkpoint(best)["state_dict"])
     return best or None
 
 
@@ -118,7 +118,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         records += stage_records
         if gallery is not None:  # kept through training only when the gallery shows it
             splits[BASE] = split
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not cfg.get("trust_checkpoint")
+    )
     if cfg.test_after_fit and score:
         stage_records, splits[FINETUNED] = evaluate_stage(
             clip, cfg, trainer, FINETUNED, load_best(trainer, module)

@@ -59,7 +59,7 @@ def wise(cfg: DictConfig) -> list[EvaluationRecord]:
     L.seed_everything(cfg.seed)
     bundle = instantiate(cfg.model)
     zero_shot = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    load_weights(bundle.model, cfg.ckpt_path, cfg.model.name)
+    load_weights(bundle.model, cfg.ckpt_path, cfg.model.name, cfg.trust_checkpoint)
     finetuned = {k: v.clone() for k, v in bundle.model.state_dict().items()}
     protocols = {name: instantiate(protocol) for name, protocol in cfg.protocol.items()}
     device = resolve_device(cfg.evaluation.device)

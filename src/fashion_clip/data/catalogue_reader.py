@@ -18,19 +18,21 @@ from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_sample
 from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.errors import MissingInputError
+from fashion_clip.utils.metadata_text import metadata_text
 
 log = logging.getLogger(__name__)
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
 
-def metadata_strings(meta: dict[str, Any]) -> dict[str, str]:
-    """The json's non-empty text fields (category, colour, ...) but the product id, for attribute search."""
-    return {
-        name: value.strip()
-        for name, value in meta.items()
-        if isinstance(value, str) and value.strip() and name != "product_id"
-    }
+NOT_ATTRIBUTES = ("product_id", "captions")
+
+
+def metadata_texts(meta: dict[str, Any]) -> dict[str, str]:
+    """The json's non-empty fields of any type (category, colour, ...) as text, for attribute search;
+    the product id and captions are what the sample is, not attributes of it."""
+    texts = {name: metadata_text(value) for name, value in meta.items() if name not in NOT_ATTRIBUTES}
+    return {name: text for name, text in texts.items() if text}
 
 
 def catalogue_item(
@@ -41,8 +43,8 @@ def catalogue_item(
         "image": image,
         "key": key,
         "product_id": str(meta.get("product_id", key)),
-        "category": meta.get("category"),
-        "attributes": metadata_strings(meta),
+        "category": metadata_text(meta.get("category")) or None,
+        "attributes": metadata_texts(meta),
         "captions": captions,
         "source": source,
         "skipped": skipped,

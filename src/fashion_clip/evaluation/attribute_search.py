@@ -170,6 +170,10 @@ def attribute_search(
 
     A field's gallery is the products that have the field; a query's relevant products are those with
     its value. Its text embedding is the mean of its prompts (`templates`), as zero-shot class names.
+    A value is the json's value as the pages show it (`utils.metadata_text`, applied by the catalogue
+    reader): a number as written, a boolean `true`/`false`, an object compact json, and a list its items
+    joined with ", " in stored order; a list is one value, so `["red", "blue"]` is the query "red, blue"
+    and is relevant to products listing exactly red, blue, never to a product that is only "red".
     Overall numbers average over every query of every searched field; a field with fewer than 2 values
     is skipped (logged; its `<field>/values` is kept). The `category` field's per-value results are
     also stored as the per-category breakdown. `model` is moved to `device` and put in eval mode.

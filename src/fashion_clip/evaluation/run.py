@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig) -> list[EvaluationRecord]:
     spec = split_spec(cfg.data, cfg.evaluation.split)
     L.seed_everything(cfg.seed)
     device = resolve_device(cfg.evaluation.device)
-    bundle = load_clip(cfg.model, cfg.ckpt_path)
+    bundle = load_clip(cfg.model, cfg.ckpt_path, cfg.trust_checkpoint)
     protocols = {name: instantiate(protocol) for name, protocol in cfg.protocol.items()}
     about = identity(cfg)
     records, split = evaluate_bundle(

@@ -1,17 +1,100 @@
-"""Read weights from a Lightning checkpoint or a plain open_clip state dict; mismatches are named."""
+"""The one reader of checkpoint files: weights from a Lightning checkpoint or a plain open_clip state dict.
+
+A checkpoint is untrusted input (a colleague's file, a hub download): it is unpickled with
+`torch.load(weights_only=True)`, which builds tensors and plain containers only and refuses any other
+global. The types a Lightning checkpoint may carry beyond those (OmegaConf's containers, when a Hydra
+config is saved as hyperparameters) are allow-listed by name; a file needing anything else is refused unless
+the user opts in (`trust_checkpoint=true`), which unpickles it fully and so runs whatever code it names.
+"""
 
 from __future__ import annotations
 
+import collections
+import logging
+import pickle
+import typing
 from pathlib import Path
 
 import open_clip
 import torch
+from omegaconf import DictConfig, ListConfig
+from omegaconf.base import ContainerMetadata, Metadata
+from omegaconf.nodes import AnyNode, BooleanNode, FloatNode, IntegerNode, StringNode
 from torch import nn
+from torch.serialization import add_safe_globals, get_unsafe_globals_in_checkpoint
 
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 
+log = logging.getLogger(__name__)
+
 MODULE_PREFIX = "model."
 EXAMPLES = 3
+# what OmegaConf puts in a checkpoint (a Hydra config saved as Lightning hyperparameters) beyond tensors and
+# plain containers; the builtins appear as its nodes' declared types
+CHECKPOINT_GLOBALS = (
+    DictConfig,
+    ListConfig,
+    ContainerMetadata,
+    Metadata,
+    AnyNode,
+    BooleanNode,
+    FloatNode,
+    IntegerNode,
+    StringNode,
+    typing.Any,
+    collections.defaultdict,
+    dict,
+    list,
+    int,
+    float,
+    str,
+    bool,
+)
+add_safe_globals(list(CHECKPOINT_GLOBALS))
+TRUST_HINT = (
+    "Only if you trust whoever made this file, load it anyway with trust_checkpoint=true "
+    "(search: --trust-checkpoint): that unpickles it fully, and a crafted file then runs any code it names "
+    "on this machine. Better: ask for the weights as .safetensors or a plain state dict."
+)
+
+
+class UntrustedCheckpointError(UserError):
+    """A checkpoint needs more than tensors and allow-listed types to load, i.e. it could run code."""
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The globals a file names beyond the allow-list, for the message (empty where torch cannot list them)."""
+    try:
+        return get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # legacy (non-zip) files and damaged archives cannot be listed
+        return []
+
+
+def read_checkpoint(path: str | Path, trust: bool = False) -> object:
+    """Unpickle a checkpoint file with torch's safe loader; `trust` is the user's explicit opt-in to a
+    full unpickle."""
+    path = Path(path)
+    if trust:
+        log.warning("trust_checkpoint=true: unpickling '%s' fully; it can run code it names", path)
+    try:
+        return _torch_load(path, trust)
+    except pickle.UnpicklingError as e:
+        if trust or "Weights only load failed" not in str(e):
+            raise
+        named = unsafe_globals(path)
+        raise UntrustedCheckpointError(
+            f"checkpoint '{path}' needs more than weights to load"
+            + (f" (it names {', '.join(named)})" if named else "")
+            + f": refused, since unpickling it could run code. {TRUST_HINT}"
+        ) from e
+
+
+def _torch_load(path: Path, trust: bool) -> object:
+    """Memory-mapped where the format allows: a resume file can be several GB, most of it optimizer state."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust, mmap=True)
+    except RuntimeError:  # files in torch's legacy (non-zip) format cannot be memory-mapped
+        return torch.load(path, map_location="cpu", weights_only=not trust)
 
 
 def is_lightning_checkpoint(checkpoint: object) -> bool:
@@ -23,7 +106,9 @@ def is_lightning_checkpoint(checkpoint: object) -> bool:
     )
 
 
-def checkpoint_state_dict(path: str | Path, lightning_required: bool = False) -> dict[str, torch.Tensor]:
+def checkpoint_state_dict(
+    path: str | Path, lightning_required: bool = False, trust: bool = False
+) -> dict[str, torch.Tensor]:
     """The open_clip model's weights from either kind of file, with ClipModule's `model.` prefix removed.
 
     `lightning_required`: only a checkpoint written by a training run will do (resuming needs its
@@ -33,7 +118,9 @@ def checkpoint_state_dict(path: str | Path, lightning_required: bool = False) ->
     if not path.is_file():
         raise MissingInputError(f"checkpoint '{path}' does not exist (ckpt_path)")
     try:
-        state, lightning = _read_state_dict(path)
+        state, lightning = _read_state_dict(path, trust)
+    except UserError:
+        raise
     except Exception as e:  # torch.load and safetensors raise many types for a damaged or foreign file
         raise UserError(
             f"checkpoint '{path}' could not be read ({type(e).__name__}: {e}); it may be truncated or not a "
@@ -48,19 +135,16 @@ def checkpoint_state_dict(path: str | Path, lightning_required: bool = False) ->
     return state
 
 
-def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
-    """Unwrap a Lightning checkpoint ourselves (memory-mapped: a resume file can be several GB, most of it
-    optimizer state); open_clip's reader handles every plain format. Also says which kind it was."""
+def _read_state_dict(path: Path, trust: bool) -> tuple[dict[str, torch.Tensor], bool]:
+    """Unwrap a Lightning checkpoint ourselves; open_clip's reader handles every plain format (with the
+    same `weights_only` rule). Also says which kind it was."""
     if path.suffix == ".safetensors":
         return open_clip.factory.load_state_dict(str(path)), False
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # files in torch's legacy (non-zip) format cannot be memory-mapped
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path, trust)
     if is_lightning_checkpoint(checkpoint):
         prefixed = checkpoint["state_dict"].items()
         return {k[len(MODULE_PREFIX) :]: v for k, v in prefixed if k.startswith(MODULE_PREFIX)}, True
-    return open_clip.factory.load_state_dict(str(path)), False
+    return open_clip.factory.load_state_dict(str(path), weights_only=not trust), False
 
 
 def mismatch(model: nn.Module, state: dict[str, torch.Tensor], shapes_only: bool = False) -> list[str]:
@@ -86,9 +170,9 @@ def mismatch(model: nn.Module, state: dict[str, torch.Tensor], shapes_only: bool
     return problems
 
 
-def load_weights(model: nn.Module, path: str | Path, model_name: str) -> None:
+def load_weights(model: nn.Module, path: str | Path, model_name: str, trust: bool = False) -> None:
     """Load a checkpoint into `model` strictly; a file from another architecture fails before any work."""
-    state = checkpoint_state_dict(path)
+    state = checkpoint_state_dict(path, trust=trust)
     if "logit_bias" in state and getattr(model, "logit_bias", None) is None:
         # trained with the SigLIP loss on a CLIP architecture: keep the learned bias it brings
         model.logit_bias = nn.Parameter(torch.zeros_like(state["logit_bias"]))

@@ -16,6 +16,7 @@ from fashion_clip.evaluation.category_breakdown import Breakdown, unflatten  # n
 from fashion_clip.reports.headline import HEADLINES, headline_metric  # noqa: E402
 from fashion_clip.reports.results_file import BASE, EvaluationRecord  # noqa: E402
 from fashion_clip.utils.atomic_output import atomic_output  # noqa: E402
+from fashion_clip.utils.metadata_text import markdown_cell  # noqa: E402
 
 COUNT_NAMES = ("images", "captions", "products")
 STEM = "categories"
@@ -51,7 +52,7 @@ def category_markdown(protocol: str, shown: Breakdown, base: Breakdown, metric: 
             before, after = base.get(category, {}).get(metric), shown[category].get(metric)
             change = "-" if before is None or after is None else f"{after - before:+.4f}"
             cells += [cell(metric, before), change]
-        lines.append(f"| {' | '.join([category, *cells])} |")
+        lines.append(f"| {' | '.join([markdown_cell(category), *cells])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +73,7 @@ def plot_categories(
         before = [base.get(c, {}).get(metric, 0.0) for c in categories]
         axis.barh([p - height / 2 for p in positions], before, height, color="#9e9e9e", label=BASE)
         axis.legend(loc="lower right", fontsize=8)
-    axis.set_yticks(list(positions), categories, fontsize=8)
+    axis.set_yticks(list(positions), categories, fontsize=8, parse_math=False)  # '$5-$10' is a name
     axis.invert_yaxis()
     axis.set_xlim(0, 1)
     axis.set_title(f"{protocol}: {HEADLINES[metric]} per category (worst first)", loc="left")

@@ -18,6 +18,7 @@ from fashion_clip.retrieval.html_page import (
     write_page,
 )
 from fashion_clip.retrieval.product_search import ProductHit
+from fashion_clip.utils.metadata_text import metadata_html
 
 GALLERY_NAME = "gallery.html"
 
@@ -46,7 +47,7 @@ def query_section(number: int, failure: Failure, label: str) -> str:
         asked = f"<h3>{number}. query image ({html.escape(query.product_id)})</h3>{shown}"
     truth = failure.truth
     summary = (
-        f"<div>true product {html.escape(query.product_id)} ({html.escape(query.category or '-')}) "
+        f"<div>true product {html.escape(query.product_id)} ({metadata_html(query.category)}) "
         f"ranks <b>{truth.rank}</b> of {failure.products}, score {truth.score:.4f}</div>"
     )
     rows = hits_row(f"{label}: top {len(failure.hits)}", failure.hits, query)

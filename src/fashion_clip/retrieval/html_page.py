@@ -13,6 +13,7 @@ from fashion_clip.errors import ConfigError
 from fashion_clip.retrieval.product_search import ProductHit
 from fashion_clip.retrieval.thumbnails import image_location, read_catalogue_image, thumbnail_data_uri
 from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.metadata_text import metadata_html
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,13 @@ def image_tag(uri: str | None, alt: str) -> str:
 
 def result_card(hit: ProductHit, uri: str | None, note: str = "", css: str = "card") -> str:
     """One product: thumbnail, rank, score, product id, category, caption and where the image lives;
-    `note` (already HTML) adds a line, `css` the card's classes."""
+    `note` (already HTML) adds a line, `css` the card's classes. The category goes through
+    `metadata_html`: index files written before readers turned metadata into text hold raw json values."""
     r = hit.record
     return (
         f'<div class="{css}">{image_tag(uri, r.caption)}'
         f"<div><b>#{hit.rank}</b> score {hit.score:.4f}</div>"
-        f"<div>{html.escape(r.product_id)} &middot; {html.escape(r.category or '-')}</div>{note}"
+        f"<div>{html.escape(r.product_id)} &middot; {metadata_html(r.category)}</div>{note}"
         f"<div>{html.escape(r.caption)}</div>"
         f'<div style="color:#888">{html.escape(image_location(r.source, r.key))}</div></div>'
     )

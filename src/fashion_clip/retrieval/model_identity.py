@@ -20,7 +20,6 @@ from torch import nn
 from fashion_clip.errors import ConfigError
 
 FINGERPRINT_SHOWN = 12
-CREATE_CLIP = "fashion_clip.models.factory.create_clip"
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -38,7 +37,7 @@ def weights_fingerprint(model: nn.Module) -> str:
 class ModelIdentity:
     """How to rebuild the model that embedded an index, and the fingerprint its weights must match.
 
-    `config` is the resolved `model` config (its Hydra `_target_` and arguments, LoRA and image-size
+    `config` is the resolved `model` config's plain values (no Hydra `_target_`; LoRA and image-size
     switches included), so search rebuilds the same architecture before loading `ckpt_path`; an index
     built from an ONNX export has the export directory under `onnx` instead.
     """
@@ -68,7 +67,7 @@ class ModelIdentity:
 
 def clip_config(name: str, **arguments: Any) -> dict[str, Any]:
     """The model config of a bundle made with `create_clip(name, **arguments)` outside Hydra."""
-    return {"_target_": CREATE_CLIP, "name": name, **arguments}
+    return {"name": name, **arguments}
 
 
 def identify(model: nn.Module, config: dict[str, Any], ckpt_path: str | None) -> ModelIdentity:

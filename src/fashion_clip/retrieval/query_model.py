@@ -1,12 +1,18 @@
-"""Rebuild the model an index was built with, so queries land in the same embedding space."""
+"""Rebuild the model an index was built with, so queries land in the same embedding space.
+
+The index file is untrusted: its model config is checked and passed to the factory by field
+(`models.stored_config`), never instantiated, and its checkpoint is read by the safe reader.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from fashion_clip.deploy.onnx_bundle import onnx_bundle, onnx_identity
 from fashion_clip.models.factory import ClipBundle
-from fashion_clip.models.loading import load_clip
+from fashion_clip.models.stored_config import clip_from_stored
 from fashion_clip.retrieval.model_identity import ModelIdentity, check_same_model, identify
 
 # model keys of index files written before the tower locks became one `model.lock` object
@@ -53,10 +59,13 @@ def build_query_model(
     tokenizer: str | None = None,
     device: torch.device | str = "cpu",
     onnx: str | None = None,
+    trust_checkpoint: bool = False,
+    source: str | Path = "index file",
 ) -> ClipBundle:
     """The index's model (each given argument replaces its stored value), checked to have the same weights.
 
     An ONNX export (`onnx`, or the one the index was built with) is run by onnxruntime on the CPU.
+    `source` names the index in messages; `trust_checkpoint` opts in to a full unpickle of the checkpoint.
     """
     export = onnx_export_of(index_model, onnx, pretrained, ckpt_path)
     if export:
@@ -65,7 +74,7 @@ def build_query_model(
         return bundle
     config = query_config(index_model, name, pretrained, tokenizer)
     ckpt_path = ckpt_path or index_model.ckpt_path
-    bundle = load_clip(config, ckpt_path)
+    bundle = clip_from_stored(config, source, ckpt_path, trust_checkpoint)
     check_same_model(index_model, identify(bundle.model, config, ckpt_path))
     bundle.model.eval().to(device)
     return bundle
