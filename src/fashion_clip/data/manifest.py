@@ -9,8 +9,10 @@ from pathlib import Path
 
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.safe_names import plain_file_name
 
 MANIFEST_NAME = "manifest.json"
+REWRITE_MANIFEST = "write the split again with the shard tools, or edit the manifest to list the tars by name"
 
 
 @dataclass
@@ -59,15 +61,19 @@ def write_manifest(directory: str | Path, manifest: Manifest) -> Path:
 
 
 def read_manifest(directory: str | Path) -> Manifest:
-    """Load a manifest, with an error that names the file and the key when it is malformed."""
+    """Load a manifest, with an error that names the file and the key when it is malformed; shard names
+    must be plain file names beside it, so a crafted manifest cannot reach outside its folder."""
     path = Path(directory) / MANIFEST_NAME
     try:
         raw = json.loads(path.read_text())
         shards = [ShardEntry(**s) for s in raw["shards"]]
-        return Manifest(
+        manifest = Manifest(
             dataset=raw["dataset"], pattern=raw["pattern"], shards=shards, skipped=raw.get("skipped", [])
         )
     except FileNotFoundError as e:
         raise MissingInputError(f"{path}: no shard manifest here; write shards with a manifest first") from e
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: malformed shard manifest ({type(e).__name__}: {e})") from e
+    for number, shard in enumerate(manifest.shards):
+        plain_file_name(shard.name, path.absolute(), f"shards[{number}].name", REWRITE_MANIFEST)
+    return manifest

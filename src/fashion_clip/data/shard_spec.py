@@ -10,8 +10,16 @@ import braceexpand
 
 from fashion_clip.data.manifest import MANIFEST_NAME, read_manifest
 from fashion_clip.errors import MissingInputError
+from fashion_clip.utils.safe_names import has_url_scheme
 
+# URLs are taken as given only from the user's own spec; a manifest or a directory listing gives local files
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://")
+
+
+def local_shard(path: str) -> str:
+    """A local path written so WebDataset opens it as a file: a relative name it would read otherwise (a
+    file called `pipe:cmd` as a command, `-` as stdin) gets `./` in front, so a file name never runs one."""
+    return f"./{path}" if path == "-" or has_url_scheme(path) else path
 
 
 def _expand_one(spec: str) -> list[str]:
@@ -19,11 +27,11 @@ def _expand_one(spec: str) -> list[str]:
     path = Path(spec).expanduser()
     if path.is_dir():
         manifest = read_manifest(path)
-        return [str(path / shard.name) for shard in manifest.shards]
+        return [local_shard(str(path / shard.name)) for shard in manifest.shards]
     urls = list(braceexpand.braceexpand(str(path) if not spec.startswith(REMOTE_PREFIXES) else spec))
     if spec.startswith(REMOTE_PREFIXES):
         return urls
-    return sorted({match for url in urls for match in glob.glob(url)})
+    return sorted({local_shard(match) for url in urls for match in glob.glob(url)})
 
 
 def resolve_shards(spec: str | Sequence[str], split: str = "train") -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 from fashion_clip.deploy.image_preprocess import INTERPOLATIONS, RESIZE_MODES
 from fashion_clip.deploy.text_tokenizer import CLEANERS
 from fashion_clip.errors import MissingInputError, UserError
+from fashion_clip.utils.safe_names import plain_file_name
 
 FORMAT_NAME = "fashion-clip-onnx"
 FORMAT_VERSION = 1
@@ -24,6 +25,9 @@ FINGERPRINT_KEY = "fashion_clip.fingerprint"
 TOWER_KEY = "fashion_clip.tower"
 TOWERS = ("image", "text")
 PREPROCESS_KEYS = ("size", "mode", "resize_mode", "interpolation", "mean", "std", "fill_color", "fingerprint")
+# where model.json names the export's files (dotted keys); each must be a plain file name in the directory
+FILE_KEYS = ("image_encoder.file", "text_encoder.file", "preprocess", "tokenizer.file")
+REEXPORT = "export the model again with `python -m fashion_clip.export format=onnx`"
 
 
 def encoder_file(tower: str) -> str:
@@ -85,10 +89,23 @@ class ExportManifest:
     fingerprint: str
     tokenizer: dict[str, Any]
     preprocess: dict[str, Any]
+    files: dict[str, str]  # FILE_KEYS -> plain file name in `directory`
+
+    def file_path(self, key: str) -> Path:
+        """Where the file model.json names at `key` (one of FILE_KEYS) lies."""
+        return self.directory / self.files[key]
 
     def encoder_path(self, tower: str) -> Path:
         """Where the tower's ONNX file lies."""
-        return self.directory / encoder_file(tower)
+        return self.file_path(f"{tower}_encoder.file")
+
+
+def named_file(manifest: dict[str, Any], key: str, path: Path) -> str:
+    """The file name model.json (at `path`) gives at dotted `key`, refused unless a plain name beside it."""
+    value: Any = manifest
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return plain_file_name(value, path, key, REEXPORT)
 
 
 def read_export(directory: str | Path) -> ExportManifest:
@@ -105,8 +122,10 @@ def read_export(directory: str | Path) -> ExportManifest:
             f"'{directory / MANIFEST_FILE}' is not a {FORMAT_NAME} manifest version {FORMAT_VERSION}: "
             f"re-export with this fashion-clip"
         )
-    preprocess = check_preprocess(read_json(directory / PREPROCESS_FILE), directory / PREPROCESS_FILE)
-    check_fingerprint(manifest["fingerprint"], preprocess["fingerprint"], directory / PREPROCESS_FILE)
+    files = {key: named_file(manifest, key, directory / MANIFEST_FILE) for key in FILE_KEYS}
+    preprocess_path = directory / files["preprocess"]
+    preprocess = check_preprocess(read_json(preprocess_path), preprocess_path)
+    check_fingerprint(manifest["fingerprint"], preprocess["fingerprint"], preprocess_path)
     tokenizer = manifest["tokenizer"]
     if tokenizer.get("clean") not in CLEANERS:
         raise UserError(
@@ -119,6 +138,7 @@ def read_export(directory: str | Path) -> ExportManifest:
         manifest["fingerprint"],
         tokenizer,
         preprocess,
+        files,
     )
 
 

@@ -46,9 +46,7 @@ class OnnxClip:
             tower: open_session(self.manifest.encoder_path(tower), self.manifest.fingerprint, threads)
             for tower in TOWERS
         }
-        self.tokenize = TextTokenizer(
-            self.manifest.directory / self.manifest.tokenizer["file"], self.manifest.tokenizer
-        )
+        self.tokenize = TextTokenizer(self.manifest.file_path("tokenizer.file"), self.manifest.tokenizer)
 
     def encode(self, tower: str, inputs: np.ndarray) -> np.ndarray:
         """Unit-norm float32 embeddings of a batch of pixel arrays (image) or token ids (text)."""
