@@ -109,7 +109,7 @@ def test_missing_or_empty_knowledge_base_says_how_to_build_one(tmp_path: Path) -
     write_lines(tmp_path / QUERIES, ["garbage"])
     with pytest.raises(UserError, match="no usable concept"):
         read_knowledge_base(tmp_path)
-    write_knowledge_base(CONCEPTS, tmp_path)
+    write_knowledge_base(CONCEPTS, tmp_path, overwrite=True)  # replaces the broken base
     np.savez(tmp_path / IMAGES, **{"0": np.zeros((2, 2)), "1": np.array(["k9"])})
     knowledge = read_knowledge_base(tmp_path)
     assert [c.image_keys for c in knowledge.concepts] == [(), ("k9",), ()]

@@ -185,7 +185,8 @@ def test_rerun_with_fewer_shards_removes_stale_ones(
 ) -> None:
     out = tmp_path / "out"
     assert _run(capsys, "--json", seeds, "--output-dir", out, "--shard-size", 5)[0] == 0
-    code, printed = _run(capsys, "--json", seeds, "--output-dir", out, "--shard-size", 5, "--max-shards", 2)
+    fewer = ["--json", seeds, "--output-dir", out, "--shard-size", 5, "--max-shards", 2]
+    code, printed = _run(capsys, *fewer, "--overwrite")  # other options replace a finished split if asked
     assert code == 0 and "stopped at --max-shards" in printed
     names = sorted(p.name for p in (out / "val").glob("*.tar"))
     assert names == ["clip_dataset_valid.000000.tar", "clip_dataset_valid.000001.tar"]

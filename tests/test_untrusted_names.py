@@ -228,3 +228,14 @@ def test_index_refuses_an_export_whose_model_json_names_a_file_elsewhere(
     assert "Traceback" not in done.stderr
     assert f"{MANIFEST_FILE}': image_encoder.file={name!r}" in done.stderr, done.stderr[-3000:]
     assert not (tmp_path / "index.pt").exists()
+
+
+def test_a_journal_naming_a_file_outside_its_folder_starts_afresh(tmp_path: Path) -> None:
+    from fashion_clip.ingest.shard_journal import read_journal
+
+    entry = {"shard": {"name": "/dev/zero", "samples": 1, "sha256": "0" * 64}, "consumed": 1, "skipped": 0}
+    (tmp_path / "journal.json").write_text(json.dumps({"key": "k", "entries": [entry], "skipped": []}))
+    assert read_journal(tmp_path / "journal.json", "k").entries == []
+    entry["shard"]["name"] = "shard-000000.tar"
+    (tmp_path / "journal.json").write_text(json.dumps({"key": "k", "entries": [entry], "skipped": []}))
+    assert [e.shard.name for e in read_journal(tmp_path / "journal.json", "k").entries] == ["shard-000000.tar"]

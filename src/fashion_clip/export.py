@@ -16,14 +16,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import hydra_entry
-from fashion_clip.deploy.onnx_export import export_onnx, refuse_existing_export
+from fashion_clip.deploy.onnx_export import OVERWRITE_SWITCH, export_onnx, refuse_existing_export
 from fashion_clip.errors import ConfigError
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model, create_tokenizer
 from fashion_clip.models.lora import LoraSettings, merge_lora
 from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.model_identity import weights_fingerprint
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.atomic_output import atomic_output, refuse_existing
 from fashion_clip.utils.launch_dir import from_launch_dir
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,15 @@ def load_hint(name: str, out: Path, force_image_size: int | None) -> str:
 
 
 def trained_model(
-    name: str, ckpt_path: str | Path, force_image_size: int | None, lora: LoraSettings | None
+    name: str,
+    ckpt_path: str | Path,
+    force_image_size: int | None,
+    lora: LoraSettings | None,
+    trust_checkpoint: bool = False,
 ) -> open_clip.CLIP:
     """The architecture (with LoRA adapters when trained with them) holding the checkpoint's weights."""
     model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size, lora=lora)
-    load_weights(model, ckpt_path, name)
+    load_weights(model, ckpt_path, name, trust_checkpoint)
     return model
 
 
@@ -69,6 +73,7 @@ def export_open_clip(
     force_image_size: int | None = None,
     overwrite: bool = False,
     lora: LoraSettings | None = None,
+    trust_checkpoint: bool = False,
 ) -> Path:
     """Write the checkpoint's open_clip weights for architecture `name` to `out`; never downloads anything.
 
@@ -76,11 +81,8 @@ def export_open_clip(
     adapters are merged so the file is a plain open_clip state dict.
     """
     out = Path(out).expanduser()
-    if out.exists() and not overwrite:
-        raise ConfigError(
-            f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
-        )
-    model = trained_model(name, ckpt_path, force_image_size, lora)
+    refuse_existing(out, overwrite, OVERWRITE_SWITCH)
+    model = trained_model(name, ckpt_path, force_image_size, lora, trust_checkpoint)
     # asked of the architecture: loading a SigLIP-trained checkpoint gives any model a logit_bias
     architecture_has_bias = open_clip.get_model_config(name).get("init_logit_bias") is not None
     state = plain_state_dict(merge_lora(model), architecture_has_bias)
@@ -98,6 +100,7 @@ def export_onnx_directory(
     force_image_size: int | None = None,
     overwrite: bool = False,
     lora: LoraSettings | None = None,
+    trust_checkpoint: bool = False,
 ) -> Path:
     """Write both towers of the checkpoint as ONNX, with `preprocess.json` and the tokenizer, into `out`.
 
@@ -105,7 +108,7 @@ def export_onnx_directory(
     """
     out = Path(out).expanduser()
     refuse_existing_export(out, overwrite)
-    model = trained_model(name, ckpt_path, force_image_size, lora)
+    model = trained_model(name, ckpt_path, force_image_size, lora, trust_checkpoint)
     fingerprint = weights_fingerprint(model)
     source = {"ckpt_path": str(ckpt_path), "lora_merged": lora is not None and lora.enabled}
     export_onnx(
@@ -135,7 +138,12 @@ def export_from_config(cfg: DictConfig) -> None:
     ckpt_path = from_launch_dir(root, required(cfg, "ckpt_path", example))
     out = from_launch_dir(root, required(cfg, "out", example))
     lora = instantiate(cfg.model.lora) if cfg.model.get("lora") else None
-    options = {"force_image_size": cfg.model.force_image_size, "overwrite": cfg.overwrite, "lora": lora}
+    options = {
+        "force_image_size": cfg.model.force_image_size,
+        "overwrite": cfg.overwrite,
+        "lora": lora,
+        "trust_checkpoint": cfg.trust_checkpoint,
+    }
     if cfg.format == "onnx":
         tokenizer = from_launch_dir(root, cfg.model.tokenizer) if cfg.model.get("tokenizer") else None
         export_onnx_directory(cfg.model.name, ckpt_path, out, tokenizer, **options)

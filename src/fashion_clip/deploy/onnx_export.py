@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +28,19 @@ from fashion_clip.deploy.export_files import (
     MANIFEST_FILE,
     PREPROCESS_FILE,
     TOWER_KEY,
+    TOWERS,
     encoder_file,
     is_export,
     write_json,
 )
-from fashion_clip.deploy.tokenizer_export import export_tokenizer
-from fashion_clip.errors import ConfigError, UserError
+from fashion_clip.deploy.tokenizer_export import TOKENIZER_FILE, export_tokenizer
+from fashion_clip.errors import UserError
+from fashion_clip.utils.atomic_output import (
+    OutputExistsError,
+    atomic_directory,
+    holds_something,
+    refuse_replacing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ EXAMPLE_BATCH = 2
 # the exporter's graph passes log one INFO line per folded constant or merged initializer (100+ per tower)
 CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
 OP_PATTERNS = (re.compile(r"OpOverload\(op='([^']+)'"), re.compile(r"target=torch\.ops\.([\w.]+)"))
+EXPORT_FILES = (*map(encoder_file, TOWERS), PREPROCESS_FILE, TOKENIZER_FILE, MANIFEST_FILE)
+OVERWRITE_SWITCH = "overwrite=true"
 
 
 class EncoderTower(nn.Module):
@@ -153,17 +161,14 @@ def export_tower(
 
 
 def refuse_existing_export(out: Path, overwrite: bool) -> None:
-    """An existing `out` is replaced only when asked and only when it is an earlier export."""
-    if not out.exists():
-        return
-    if not overwrite:
-        raise ConfigError(
-            f"out='{out}' already exists; choose another out= or pass overwrite=true to replace it"
-        )
-    if not (out.is_dir() and is_export(out)):
-        raise ConfigError(
+    """An `out` holding something is replaced only with overwrite=true, only when it is an earlier export,
+    and never when it also holds files the export did not write: replacing removes the old directory whole,
+    so a user's file there is refused even with overwrite=true rather than deleted."""
+    if overwrite and holds_something(out) and not (out.is_dir() and is_export(out)):
+        raise OutputExistsError(
             f"out='{out}' exists and is not an ONNX export written by fashion-clip: choose another out="
         )
+    refuse_replacing(out, overwrite, OVERWRITE_SWITCH, EXPORT_FILES)
 
 
 def export_onnx(
@@ -182,11 +187,8 @@ def export_onnx(
     """
     refuse_existing_export(out, overwrite)
     model = model.float().eval()
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for tower in ("image", "text"):
+    with atomic_directory(out) as tmp:
+        for tower in TOWERS:
             export_tower(
                 model,
                 name,
@@ -197,11 +199,6 @@ def export_onnx(
             )
         write_json(tmp / PREPROCESS_FILE, preprocess_spec(model, fingerprint))
         write_json(tmp / MANIFEST_FILE, manifest(model, tokenizer, name, fingerprint, tmp, source or {}))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

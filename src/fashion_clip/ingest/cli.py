@@ -11,7 +11,7 @@ from fashion_clip.errors import UserError
 from fashion_clip.ingest.items import Entry, without_duplicates
 from fashion_clip.ingest.product_split import HELD_OUT_SPLIT, outside_siblings, select_split, sibling_products
 from fashion_clip.ingest.run_summary import EXIT_UNUSABLE_INPUT, exit_code, print_summary
-from fashion_clip.ingest.split_writer import SplitResult, WriterOptions, write_split
+from fashion_clip.ingest.split_writer import SplitResult, WriterOptions, refuse_changed_split, write_split
 
 SPLIT_WORDS = {
     "train": "train",
@@ -54,6 +54,11 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of products carved out of this split into OUTPUT_DIR/test",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished split written from another input or with other options",
+    )
 
 
 def writer_options(args: argparse.Namespace) -> WriterOptions:
@@ -84,33 +89,40 @@ def write_splits(
     identity: dict,
     total: int | None = None,
 ) -> list[SplitResult]:
-    """Write each planned split from a fresh pass over the source, keeping products out of sibling splits."""
+    """Write each planned split from a fresh pass over the source, keeping products out of sibling splits;
+    every split is checked against what its directory holds before the first one is written."""
     plan = split_plan(args, source)
     options = writer_options(args)
     dataset = args.dataset_name or source.stem
-    results = []
-    for split, held in plan:
-        owners = sibling_products(args.output_dir, exclude={name for name, _ in plan})
-        stream = select_split(without_duplicates(entries()), args.test_fraction, held)
-        name = f"{dataset}_{split}" if held else dataset
-        settings = {
-            **identity,
-            "split": split,
-            "test_fraction": args.test_fraction,
-            "held_out": held,
-            "siblings": sorted(owners.items()),
-        }
-        results.append(
-            write_split(
-                outside_siblings(stream, owners),
-                args.output_dir / split,
-                name,
-                options,
-                settings,
-                None if args.test_fraction else total,
-            )
+    owners = sibling_products(args.output_dir, exclude={name for name, _ in plan})
+    jobs = [
+        (
+            split,
+            held,
+            f"{dataset}_{split}" if held else dataset,
+            {
+                **identity,
+                "split": split,
+                "test_fraction": args.test_fraction,
+                "held_out": held,
+                "siblings": sorted(owners.items()),
+            },
         )
-    return results
+        for split, held in plan
+    ]
+    for split, _, name, settings in jobs:
+        refuse_changed_split(args.output_dir / split, name, settings, options, args.overwrite)
+    return [
+        write_split(
+            outside_siblings(select_split(without_duplicates(entries()), args.test_fraction, held), owners),
+            args.output_dir / split,
+            name,
+            options,
+            settings,
+            None if args.test_fraction else total,
+        )
+        for split, held, name, settings in jobs
+    ]
 
 
 def run_writer(build: Callable[[], tuple[list[SplitResult], list[str]]], argv_name: str) -> int:

@@ -1,4 +1,5 @@
-"""The resume journal a ShardSink keeps while writing, so an interrupted import continues where it stopped."""
+"""The resume journal a ShardSink keeps while writing, so an interrupted import continues where it stopped,
+and the record of the settings a finished split was written with, so a rerun with others is noticed."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from fashion_clip.data.manifest import ShardEntry, sha256_file
 from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.safe_names import plain_file_name
 
 JOURNAL_SUFFIX = ".journal.json"
+SETTINGS_SUFFIX = ".settings.json"
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,16 @@ def write_journal(path: Path, journal: ShardJournal) -> None:
 
 
 def read_journal(path: Path, key: str) -> ShardJournal:
-    """The journal for this key, or an empty one when absent, unreadable or from a different run."""
+    """The journal for this key, or an empty one when absent, unreadable, from a different run or naming
+    a file outside the output folder (its names are hashed in place, so `/dev/zero` would hang a resume)."""
     try:
         raw = json.loads(path.read_text())
         entries = [
             JournalEntry(ShardEntry(**e["shard"]), int(e["consumed"]), int(e["skipped"]))
             for e in raw["entries"]
         ]
+        for i, entry in enumerate(entries):
+            plain_file_name(entry.shard.name, path, f"entries[{i}].shard.name", "it is rewritten from scratch")
         skipped = list(raw["skipped"])
     except (OSError, ValueError, KeyError, TypeError):
         return ShardJournal(key)
@@ -79,6 +85,37 @@ def file_identity(path: str | Path) -> str:
     return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def canonical_json(settings: dict) -> str:
+    """Settings as one JSON text: key order and non-JSON values (paths) fixed, so equal settings match."""
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
 def fingerprint(**settings: object) -> str:
     """Resume key over everything that decides a run's bytes, so a changed input or option starts over."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(settings).encode("utf-8")).hexdigest()
+
+
+def settings_path(out_dir: str | Path, dataset: str) -> Path:
+    """Hidden file beside the shards recording what a split was written from, named like the journal."""
+    return Path(out_dir) / f".{dataset}{SETTINGS_SUFFIX}"
+
+
+def write_settings(path: Path, settings: dict) -> None:
+    """Record a split's settings atomically, as the JSON `read_settings` compares against."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(canonical_json(settings))
+
+
+def read_settings(path: Path) -> dict | None:
+    """The recorded settings, or None when absent or unreadable (an unknown earlier run)."""
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def changed_settings(recorded: dict, settings: dict) -> list[str]:
+    """Names of the settings whose values differ from the recorded ones, compared as JSON."""
+    now = json.loads(canonical_json(settings))
+    return sorted(key for key in recorded.keys() | now.keys() if recorded.get(key) != now.get(key))

@@ -1,4 +1,8 @@
-"""Write one split's items as `{dataset}.NNNNNN.tar` shards plus manifest, resumably and in parallel."""
+"""Write one split's items as `{dataset}.NNNNNN.tar` shards plus manifest, resumably and in parallel.
+
+A finished split records the settings it was written with (`.{dataset}.settings.json`), so a rerun from
+another input or with other options is refused unless asked to replace it (`refuse_changed_split`).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,19 @@ from fashion_clip.errors import UserError
 from fashion_clip.ingest.items import CatalogueItem, Entry, Rejected, encoder
 from fashion_clip.ingest.ordered_pool import ordered_map
 from fashion_clip.ingest.product_split import write_products
-from fashion_clip.ingest.shard_journal import fingerprint
+from fashion_clip.ingest.shard_journal import (
+    changed_settings,
+    fingerprint,
+    read_settings,
+    settings_path,
+    write_settings,
+)
 from fashion_clip.ingest.shard_writer import INDEX_DIGITS, ShardSink
+from fashion_clip.utils.atomic_output import OutputExistsError
 
 SEPARATOR = "."
+# the products left out for sibling splits follow the other splits on disk, not this run's input or options
+UNCOMPARED = ("siblings",)
 
 
 class RefusedOutput(UserError):
@@ -71,6 +84,38 @@ def check_output_dir(out_dir: Path, dataset: str) -> None:
         )
 
 
+def run_settings(dataset: str, source: dict, options: WriterOptions) -> dict:
+    """Everything that decides a split's bytes: the resume key, and the record a finished split keeps."""
+    return {"dataset": dataset, **source, **options.byte_settings()}
+
+
+def refuse_changed_split(
+    out_dir: Path, dataset: str, source: dict, options: WriterOptions, overwrite: bool
+) -> None:
+    """Before anything is written: refuse another dataset's directory and, unless `overwrite`, a finished
+    split written from another input or with other options (a rerun with the same ones rewrites the same
+    bytes, so it goes ahead)."""
+    check_output_dir(out_dir, dataset)
+    if overwrite or not (out_dir / MANIFEST_NAME).is_file():
+        return
+    recorded = read_settings(settings_path(out_dir, dataset))
+    if recorded is None:
+        why = "by a run that left no record of its input and options"
+    else:
+        changed = [
+            k
+            for k in changed_settings(recorded, run_settings(dataset, source, options))
+            if k not in UNCOMPARED
+        ]
+        if not changed:
+            return
+        why = f"from another input or with other options ({', '.join(changed)} changed)"
+    raise OutputExistsError(
+        f"{out_dir} holds a finished split written {why}; pass --overwrite to replace it, "
+        "or choose another --output-dir"
+    )
+
+
 def remove_stale(out_dir: Path, manifest: Manifest) -> list[str]:
     """Delete this dataset's shards the manifest does not list (left by a longer earlier run)."""
     listed = {s.name for s in manifest.shards}
@@ -102,10 +147,12 @@ def write_split(
     """Encode and shard a split; `source` identifies the input, so a rerun resumes only on the same input."""
     out_dir.mkdir(parents=True, exist_ok=True)
     check_output_dir(out_dir, dataset)
-    key = fingerprint(dataset=dataset, **source, **options.byte_settings())
+    settings = run_settings(dataset, source, options)
     stream = iter(entries)
     truncated = False
-    with ShardSink(out_dir, dataset, options.shard_size, SEPARATOR, resume_key=key) as sink:
+    with ShardSink(
+        out_dir, dataset, options.shard_size, SEPARATOR, resume_key=fingerprint(**settings)
+    ) as sink:
         resumed_shards = len(sink.shards)
         products = _resumed_products(stream, sink.resumed, sink.skipped)
         bar = tqdm(total=total, initial=sink.resumed, desc=dataset, unit="img", disable=not options.progress)
@@ -120,6 +167,8 @@ def write_split(
                     sink.write(result)
                     products.add(result["__product__"])
                 bar.update()
+        # recorded before the manifest makes the split finished, so a finished split always has its record
+        write_settings(settings_path(out_dir, dataset), settings)
         manifest = sink.close()
     remove_stale(out_dir, manifest)
     write_products(out_dir, products)

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from fashion_clip.errors import ConfigError, MissingInputError
-from fashion_clip.knowledge.build import build_knowledge_base
+from fashion_clip.knowledge.build import build_missing_knowledge_base
 from fashion_clip.knowledge.concepts import Concept
-from fashion_clip.knowledge.fashionklip_kb import QUERIES, read_knowledge_base
+from fashion_clip.knowledge.fashionklip_kb import read_knowledge_base
 from fashion_clip.knowledge.matching import ConceptMatcher
 from fashion_clip.knowledge.prototypes import ConceptPrototypes
 from fashion_clip.losses.concept import HYPERNYM_TARGETS, NAMED_TARGETS, ConceptLoss
@@ -33,13 +33,13 @@ KEY = "callbacks.concept_bank"
 
 
 def knowledge_dir_ready(knowledge_dir: str | Path, build_from: str | Sequence[str] | None) -> Path:
-    """The knowledge base, built from the training data first when the directory has none yet."""
+    """The knowledge base, built from the training data first when the directory has none yet (by rank 0
+    alone when a process group runs, the other ranks waiting for it)."""
     root = Path(knowledge_dir).expanduser()
-    if (root / QUERIES).is_file() or build_from is None:
+    if build_from is None:
         return root
-    log.info("no knowledge base in %s: building one from %s", root, build_from)
     try:
-        build_knowledge_base(build_from, root)
+        build_missing_knowledge_base(build_from, root)
     except MissingInputError as e:
         raise MissingInputError(
             f"{KEY}.knowledge_dir '{root}' is empty and {KEY}.build_from failed: {e}"

@@ -12,13 +12,15 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch.distributed as dist
+
 from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.samples import sample_captions
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
 from fashion_clip.errors import MissingInputError, UserError, exit_on_user_error
 from fashion_clip.ingest.sources.json_mapping import MappingError, MappingKeys, read_records, record_captions
 from fashion_clip.knowledge.concepts import Concept, extract_concepts, summary_rows
-from fashion_clip.knowledge.fashionklip_kb import write_knowledge_base
+from fashion_clip.knowledge.fashionklip_kb import QUERIES, refuse_existing_base, write_knowledge_base
 from fashion_clip.knowledge.vocabulary import load_vocabulary
 
 log = logging.getLogger(__name__)
@@ -68,13 +70,18 @@ def build_knowledge_base(
     min_count: int = 5,
     max_words: int = 3,
     images_per_concept: int = 8,
+    overwrite: bool = False,
 ) -> list[Concept]:
-    """Extract the concepts of `data`'s captions and write them to `out`; the concepts are returned."""
+    """Extract the concepts of `data`'s captions and write them to `out`; the concepts are returned.
+
+    An existing base in `out` is replaced only with `overwrite`, a directory holding other files never.
+    """
     if min_count < 1 or max_words < 1 or images_per_concept < 0:
         raise UserError(
             f"--min-count {min_count}, --max-words {max_words}, --images-per-concept {images_per_concept}: "
             "the first two must be at least 1 and the last at least 0"
         )
+    refuse_existing_base(Path(out), overwrite)  # before the caption scan, which takes minutes on a catalogue
     samples, total = training_captions(data)
     heads = load_vocabulary(vocabulary)
     concepts = extract_concepts(samples, heads, min_count, max_words, images_per_concept, total)
@@ -83,8 +90,27 @@ def build_knowledge_base(
             f"no concept in '{data}' is mentioned by --min-count {min_count} samples; lower --min-count or "
             "add your catalogue's garment nouns with --vocabulary extra.txt"
         )
-    write_knowledge_base(concepts, out)
+    write_knowledge_base(concepts, out, overwrite)
     return concepts
+
+
+def group_rank() -> int | None:
+    """This process's rank in an initialised torch.distributed process group; None when it runs alone."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else None
+
+
+def build_missing_knowledge_base(data: str | Sequence[str], out: str | Path) -> None:
+    """Build the base in `out` unless it holds one, on rank 0 only: the other ranks wait at a barrier and
+    then read what it wrote (on a file system all ranks share). Every rank passes the barrier exactly once,
+    whatever it found and even when the build fails, so no rank waits forever; no group, no barrier."""
+    rank = group_rank()
+    try:
+        if rank in (None, 0) and not (Path(out) / QUERIES).is_file():
+            log.info("no knowledge base in %s: building one from %s", out, data)
+            build_knowledge_base(data, out)
+    finally:
+        if rank is not None:
+            dist.barrier()
 
 
 def markdown_table(rows: Sequence[tuple[str, str]]) -> str:
@@ -109,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--images-per-concept", type=int, default=8, help="example images kept per concept (default 8)"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the knowledge base in --out (a directory holding other files is never replaced)",
+    )
     return p
 
 
@@ -117,7 +148,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: build, then print what was written and the summary."""
     args = parser().parse_args(argv)
     concepts = build_knowledge_base(
-        args.data, args.out, args.vocabulary, args.min_count, args.max_words, args.images_per_concept
+        args.data,
+        args.out,
+        args.vocabulary,
+        args.min_count,
+        args.max_words,
+        args.images_per_concept,
+        args.overwrite,
     )
     print(f"knowledge base written to {args.out}")
     print(markdown_table(summary_rows(concepts)))

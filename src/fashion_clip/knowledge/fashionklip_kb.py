@@ -22,13 +22,15 @@ import numpy as np
 from fashion_clip.errors import MissingInputError, UserError
 from fashion_clip.evaluation.fashionklip_files import write_jsonl
 from fashion_clip.knowledge.concepts import Concept
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.atomic_output import atomic_directory, refuse_replacing
 
 log = logging.getLogger(__name__)
 
 QUERIES = "concepts_queries.jsonl"
 FATHERS = "concepts_fathers.jsonl"
 IMAGES = "concept_images.npz"
+BASE_FILES = (QUERIES, FATHERS, IMAGES)
+OVERWRITE_SWITCH = "--overwrite"
 
 
 @dataclass
@@ -39,20 +41,28 @@ class KnowledgeBase:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def write_knowledge_base(concepts: Sequence[Concept], out_dir: str | Path) -> list[Path]:
-    """The three files, each written under a temporary name and renamed, so a crash leaves no half file."""
+def refuse_existing_base(out: Path, overwrite: bool) -> None:
+    """A directory holding something is replaced only with --overwrite, and only when it holds nothing but
+    base files: a user's own file there is refused even with --overwrite, never deleted."""
+    refuse_replacing(out, overwrite, OVERWRITE_SWITCH, BASE_FILES)
+
+
+def write_knowledge_base(
+    concepts: Sequence[Concept], out_dir: str | Path, overwrite: bool = False
+) -> list[Path]:
+    """The three files, written into a fresh directory renamed to `out_dir` whole, so neither a crash nor a
+    reader ever sees half a base; an existing base is replaced only with `overwrite` (see above)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_existing_base(out, overwrite)
     queries = ({"query_id": c.query_id, "query_text": c.prompt, "phrase": c.phrase} for c in concepts)
     with_father = [c for c in concepts if c.father is not None]
     fathers = ({"query_id": c.query_id, "phrase": c.phrase, "phrase_father": c.father} for c in with_father)
-    paths = [
-        write_jsonl(out / QUERIES, queries, len(concepts)),
-        write_jsonl(out / FATHERS, fathers, len(with_father)),
-    ]
-    with atomic_output(out / IMAGES) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **{str(c.query_id): np.array(c.image_keys, dtype=str) for c in concepts})
-    return [*paths, out / IMAGES]
+    with atomic_directory(out) as tmp:
+        write_jsonl(tmp / QUERIES, queries, len(concepts))
+        write_jsonl(tmp / FATHERS, fathers, len(with_father))
+        with open(tmp / IMAGES, "wb") as f:
+            np.savez(f, **{str(c.query_id): np.array(c.image_keys, dtype=str) for c in concepts})
+    return [out / name for name in BASE_FILES]
 
 
 def jsonl_objects(path: Path, skipped: Counter[str]) -> Iterator[tuple[int, dict[str, Any]]]:

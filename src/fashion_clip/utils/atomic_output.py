@@ -1,21 +1,158 @@
-"""Write a result file under a temporary name and rename it, so a crash never leaves half a file."""
+"""Write a result file or directory under a unique temporary name and rename it, so a crash never leaves
+half an output and two writers of one target never share a temporary file; refuse to replace outputs
+the user did not ask to replace.
+
+The temporary file (directory) lies beside the target, so the final rename stays on one file system; its
+contents are flushed to disk before the rename and the parent directory after it, where the OS allows.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+import uuid
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from fashion_clip.errors import ConfigError
+
+TMP_SUFFIX = ".tmp"
+SHOWN_NAMES = 3
+
+
+class OutputExistsError(ConfigError):
+    """An output is already there: replacing it needs the tool's overwrite switch, or would delete files
+    fashion-clip did not write."""
+
+
+def process_umask() -> int:
+    """The process umask (setting it is the only way to read it), read once at import."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = process_umask()
+# mkstemp/mkdtemp create private (0600/0700) entries; a renamed output gets the mode a plain open() would
+FILE_MODE = 0o666 & ~UMASK
+DIRECTORY_MODE = 0o777 & ~UMASK
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk, so the rename that publishes it never points at unwritten blocks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush a directory's entries (a rename) to disk where the OS allows it; Windows cannot open one."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory: the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success it replaces `path`, on error it is removed."""
+    """Yield a unique temp path beside `path`; on success it is flushed and replaces `path`, on error it
+    is removed. The temp file already exists (empty) when yielded: writers open it for writing."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)
+        fsync_file(tmp)
         os.replace(tmp, target)
+        fsync_directory(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under `root` (itself included) before it is published by a rename."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fsync_file(Path(directory) / name)
+        fsync_directory(Path(directory))
+
+
+def swap_in(tmp: Path, target: Path) -> None:
+    """Rename `tmp` to `target`; an existing `target` is moved aside first (restored if the rename fails)
+    and removed whole after, so callers check what it holds before (see `refuse_replacing`)."""
+    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old") if target.exists() else None
+    if aside is not None:
+        os.rename(target, aside)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if aside is not None:
+            os.rename(aside, target)
+        raise
+    fsync_directory(target.parent)
+    if aside is not None:
+        shutil.rmtree(aside)
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temp directory beside `path`; on success it is flushed and renamed to `path` whole
+    (replacing an existing `path`), on error it is removed. One writer of a directory at a time: a second
+    one that publishes meanwhile makes the rename fail rather than mix two outputs."""
+    target = Path(path).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, DIRECTORY_MODE)
+        fsync_tree(tmp)
+        swap_in(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refuse_existing(path: Path, overwrite: bool, switch: str) -> None:
+    """Stop before replacing `path` unless the user passed the tool's overwrite `switch`."""
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"'{path}' already exists; choose another output or pass {switch} to replace it"
+        )
+
+
+def foreign_entries(directory: Path, ours: Collection[str]) -> list[str]:
+    """Names in `directory` that are not among the files a tool writes there: someone else's."""
+    return sorted(p.name for p in directory.iterdir() if p.name not in ours)
+
+
+def holds_something(path: Path) -> bool:
+    """Whether `path` is a file or a non-empty directory: an empty directory has nothing to lose."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def refuse_replacing(path: Path, overwrite: bool, switch: str, ours: Collection[str]) -> None:
+    """A directory output `path` holding something is replaced only with `switch`, and only when it holds
+    nothing but the files named `ours`: replacing removes the old directory whole, so anything else there
+    is refused even with the switch rather than deleted."""
+    if not holds_something(path):
+        return
+    refuse_existing(path, overwrite, switch)
+    foreign = foreign_entries(path, ours) if path.is_dir() else [path.name]
+    if foreign:
+        shown = ", ".join(foreign[:SHOWN_NAMES]) + (" ..." if len(foreign) > SHOWN_NAMES else "")
+        raise OutputExistsError(
+            f"'{path}' holds files fashion-clip did not write ({shown}); even with {switch} it is not "
+            "replaced, since that would delete them: move them out or choose another output"
+        )

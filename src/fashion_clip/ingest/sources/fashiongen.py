@@ -2,6 +2,7 @@
 
 Layout read: ROOT/full_{split}_info_PAI/*.pkl (one dict per image: img_name, captions, super_cls_name,
 product_id) next to ROOT/extracted_{split}_images/{product_id}_{k}.png.
+An existing output JSON (or its `.skipped.json` sidecar) is replaced only with --overwrite.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fashion_clip.errors import UserError
 from fashion_clip.ingest.captions import caption_list, clean_captions, decode_text
 from fashion_clip.ingest.items import (
     BAD_PICKLE,
@@ -34,7 +36,7 @@ from fashion_clip.ingest.run_summary import (
     print_line,
     skipped_table,
 )
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.atomic_output import atomic_output, refuse_existing
 
 PROG = "fashion-clip-fashiongen"
 REQUIRED = ("img_name", "captions", "super_cls_name", "product_id")
@@ -135,15 +137,20 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--root", type=Path, required=True, help="the raw Fashion-Gen download")
     parser.add_argument("--split", required=True, help="split as named in the folders: train or valid")
     parser.add_argument("--out", type=Path, help="output JSON (default: ROOT/clip_dataset_{split}.json)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output JSON and its .skipped.json"
+    )
     return parser.parse_args(argv)
 
 
-def convert(root: Path, split: str, out: Path, console: Console) -> int:
+def convert(root: Path, split: str, out: Path, console: Console, overwrite: bool = False) -> int:
     """Write the mapping and its `.skipped.json` sidecar, report both, and return the exit code."""
     info_dir = root / f"full_{split}_info_PAI"
     if not info_dir.is_dir() or not any(info_dir.glob("*.pkl")):
         print_line(console, f"{PROG}: error: no pickles in {info_dir}; is --root the Fashion-Gen folder?")
         return EXIT_UNUSABLE_INPUT
+    for path in (out, out.with_suffix(".skipped.json")):
+        refuse_existing(path, overwrite, "--overwrite")
     text = TextCounter()
     entries = list(without_duplicates(raw_entries(root, split, text)))
     items = [e for e in entries if isinstance(e, CatalogueItem)]
@@ -164,11 +171,16 @@ def convert(root: Path, split: str, out: Path, console: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; exit 0 if any entry was written, 1 if none, 2 if ROOT is not the raw layout."""
+    """Console entry point; exit 0 if any entry was written, 1 if none, 2 if ROOT is not the raw layout
+    or the output exists without --overwrite."""
     args = _parse_args(argv)
-    return convert(
-        args.root, args.split, args.out or args.root / f"clip_dataset_{args.split}.json", Console()
-    )
+    console = Console()
+    out = args.out or args.root / f"clip_dataset_{args.split}.json"
+    try:
+        return convert(args.root, args.split, out, console, args.overwrite)
+    except UserError as e:
+        print_line(console, f"{PROG}: error: {e}")
+        return EXIT_UNUSABLE_INPUT
 
 
 if __name__ == "__main__":
