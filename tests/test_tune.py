@@ -1,4 +1,5 @@
-"""`fashion_clip.tune`: an Optuna study in SQLite that a re-run continues, and failed trials recorded."""
+"""`fashion_clip.tune`: an Optuna study in SQLite that a re-run continues, and failed trials recorded
+(a user's mistake stops the search instead: test_tune_errors.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,13 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers.python_subprocess import run_python
-from helpers.train_overrides import TINY_ON_CPU
+from helpers.tune_overrides import SEARCH
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.tune import tune
 from fashion_clip.tuning.search_space import search_space
-
-SEARCH = (
-    *TINY_ON_CPU,
-    "hparams_search=optuna",
-    "hparams_search.params.batch_size=null",
-    "hparams_search.params.warmup_steps=null",
-    "hparams_search.params.weight_decay=null",
-    "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=2",
-    "test_before_fit=false",
-    "test_after_fit=false",
-)
 
 
 def stop_after_first_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -70,17 +59,18 @@ def test_a_rerun_continues_the_study_without_repeating_a_trial(compose_train, sm
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(compose_train, small_catalogue):
     cfg = compose_train(
         *SEARCH,
+        "+trainer.limit_val_batches=1.0",
         "hparams_search.n_trials=2",
         "hparams_search.sampler._target_=optuna.samplers.BruteForceSampler",
         data_dir=small_catalogue,
     )
-    with open_dict(cfg):  # batch 16 in 3 micro-batches is refused before training: that trial fails
+    with open_dict(cfg):  # without validation no checkpoint is scored: that trial fails, not the search
         cfg.hparams_search.params = {
-            "accumulate": {"key": "module.accumulate", "type": "categorical", "choices": [1, 3]}
+            "val_batches": {"key": "trainer.limit_val_batches", "type": "categorical", "choices": [1.0, 0]}
         }
     study = tune(cfg)
-    states = {t.params["accumulate"]: t.state for t in study.trials}
-    assert states == {1: TrialState.COMPLETE, 3: TrialState.FAIL}
+    states = {t.params["val_batches"]: t.state for t in study.trials}
+    assert states == {1.0: TrialState.COMPLETE, 0: TrialState.FAIL}
     with (Path(cfg.paths.output_dir) / "trials.csv").open() as f:
         assert sorted(r["state"] for r in csv.DictReader(f)) == ["COMPLETE", "FAIL"]
 

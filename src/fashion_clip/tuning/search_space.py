@@ -34,6 +34,14 @@ class SearchParam:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
 
+    def ends(self) -> dict[str, Any]:
+        """Where a mistake in the range shows, by the sub-key that sets it: `low` and `high` (typed as
+        `suggest` types them) or each `choices[i]`."""
+        if self.kind == "categorical":
+            return {f"choices[{i}]": choice for i, choice in enumerate(self.choices)}
+        cast = int if self.kind == "int" else float
+        return {"low": cast(self.low), "high": cast(self.high)}
+
 
 def _param(name: str, spec: Mapping[str, Any]) -> SearchParam:
     """One entry of `hparams_search.params`, checked so a typo fails before the first trial."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,10 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from fashion_clip.tuning.objective import USER_ERROR
 from fashion_clip.utils.launch_dir import from_launch_dir
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -63,6 +65,19 @@ def sampler_config(search: DictConfig, started: int) -> dict:
     return sampler
 
 
-def finished_trials(study: optuna.Study) -> int:
-    """Trials counted towards `n_trials`: completed, failed or pruned (a failure is not retried forever)."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+def counted_trials(study: optuna.Study, states: tuple[TrialState, ...] = FINISHED) -> int:
+    """Trials counted towards `n_trials`: completed, failed or pruned (a failure is not retried forever),
+    less those a user's mistake ended, so the corrected command still runs the whole search."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    return sum(USER_ERROR not in trial.user_attrs for trial in trials)
+
+
+def stop_at(n_trials: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """A callback that stops the worker once the study counts `n_trials`, running ones included, so
+    parallel workers stop together (Optuna's MaxTrialsCallback would count the user's mistakes too)."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if counted_trials(study, (*FINISHED, TrialState.RUNNING)) >= n_trials:
+            study.stop()
+
+    return callback
