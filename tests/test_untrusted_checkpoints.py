@@ -1,4 +1,4 @@
-"""Checkpoints and indexes from someone else, crafted as an attacker would: no code runs, the user is told why.
+"""Checkpoints and indexes from someone else, crafted as an attacker would: no code runs, the user learns why.
 
 Each crafted file names a call that would create a marker file if it ran. Every entry point that reads a
 checkpoint or an index is handed one through the real CLI; the run must stop with exit 2 and a message,
@@ -86,7 +86,9 @@ def test_hydra_configs_saved_as_hyperparameters_load_safely(tmp_path: Path) -> N
     from omegaconf import OmegaConf
 
     hparams = OmegaConf.create({"model": {"name": TINY, "lock": {"image": False}}, "ks": [1, 5], "lr": 1e-4})
-    torch.save(lightning_like(random_tiny(0).state_dict(), None) | {"hyper_parameters": hparams}, tmp_path / "a")
+    torch.save(
+        lightning_like(random_tiny(0).state_dict(), None) | {"hyper_parameters": hparams}, tmp_path / "a"
+    )
     assert read_checkpoint(tmp_path / "a")["hyper_parameters"]["ks"] == [1, 5]
 
 
@@ -133,7 +135,12 @@ def test_configs_older_indexes_wrote_still_rebuild(files: Path) -> None:
         compile=True,
     )
     arguments = checked_arguments(legacy, "index.pt")
-    assert arguments == {"name": TINY, "pretrained": None, "tokenizer": None, "lock": LockSettings(image=True)}
+    assert arguments == {
+        "name": TINY,
+        "pretrained": None,
+        "tokenizer": None,
+        "lock": LockSettings(image=True),
+    }
     bundle = clip_from_stored(legacy, "index.pt", files / "tiny.pt")
     assert not any(p.requires_grad for p in bundle.model.visual.parameters())
 
@@ -148,7 +155,9 @@ def crafted_indexes(files: Path, small_catalogue: Path) -> Path:
     bundle, identity = load_tiny(files / "tiny.pt")
     index = index_of(bundle, identity, small_catalogue / "demo" / "test")
     save_index(index, files / "index.pt")
-    index.model = ModelIdentity(identity.config, str(files / "evil.ckpt"), identity.embed_dim, identity.fingerprint)
+    index.model = ModelIdentity(
+        identity.config, str(files / "evil.ckpt"), identity.embed_dim, identity.fingerprint
+    )
     save_index(index, files / "stored_evil.pt")
     writes = {"_target_": "torch.save", "obj": "x", "f": str(files / "marker")}
     config = identity.config | {"lock": {"image": writes}}

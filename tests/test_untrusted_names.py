@@ -238,4 +238,6 @@ def test_a_journal_naming_a_file_outside_its_folder_starts_afresh(tmp_path: Path
     assert read_journal(tmp_path / "journal.json", "k").entries == []
     entry["shard"]["name"] = "shard-000000.tar"
     (tmp_path / "journal.json").write_text(json.dumps({"key": "k", "entries": [entry], "skipped": []}))
-    assert [e.shard.name for e in read_journal(tmp_path / "journal.json", "k").entries] == ["shard-000000.tar"]
+    assert [e.shard.name for e in read_journal(tmp_path / "journal.json", "k").entries] == [
+        "shard-000000.tar"
+    ]

@@ -60,7 +60,9 @@ def read_journal(path: Path, key: str) -> ShardJournal:
             for e in raw["entries"]
         ]
         for i, entry in enumerate(entries):
-            plain_file_name(entry.shard.name, path, f"entries[{i}].shard.name", "it is rewritten from scratch")
+            plain_file_name(
+                entry.shard.name, path, f"entries[{i}].shard.name", "it is rewritten from scratch"
+            )
         skipped = list(raw["skipped"])
     except (OSError, ValueError, KeyError, TypeError):
         return ShardJournal(key)

@@ -63,7 +63,7 @@ class UntrustedCheckpointError(UserError):
 
 
 def unsafe_globals(path: Path) -> list[str]:
-    """The globals a file names beyond the allow-list, for the message (empty where torch cannot list them)."""
+    """The globals a file names beyond the allow-list, for the message (empty where torch cannot list)."""
     try:
         return get_unsafe_globals_in_checkpoint(path)
     except Exception:  # legacy (non-zip) files and damaged archives cannot be listed

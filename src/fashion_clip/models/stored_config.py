@@ -89,7 +89,9 @@ def _settings(config: Any, name: str, source: str | Path) -> Any:
     values = {key: value for key, value in config.items() if key != TARGET}
     for key, value in values.items():
         if key not in fields:
-            raise _refuse(source, f"{name}.{key}", value, f"is not a {name} setting ({', '.join(sorted(fields))})")
+            raise _refuse(
+                source, f"{name}.{key}", value, f"is not a {name} setting ({', '.join(sorted(fields))})"
+            )
         if not _setting_value(value):
             raise _refuse(source, f"{name}.{key}", value, "is not a plain value")
     return SETTINGS[name](**values)
