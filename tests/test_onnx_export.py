@@ -29,17 +29,16 @@ from fashion_clip.deploy.runtime import OnnxClip
 from fashion_clip.deploy.text_tokenizer import CLEANERS, TextTokenizer
 from fashion_clip.deploy.tokenizer_export import export_tokenizer
 from fashion_clip.errors import ConfigError, UserError
-from fashion_clip.evaluation.embedding import embed_catalogue
-from fashion_clip.evaluation.full_protocol import full_protocol
+from fashion_clip.evaluation.full import full_protocol
 from fashion_clip.export import export_onnx_directory
 from fashion_clip.index import index_model
 from fashion_clip.models.factory import create_tokenizer
+from fashion_clip.models.identity import weights_fingerprint
 from fashion_clip.models.lora import LoraSettings
-from fashion_clip.retrieval.indexing import build_index, open_catalogue
-from fashion_clip.retrieval.model_identity import weights_fingerprint
-from fashion_clip.retrieval.product_search import search
-from fashion_clip.retrieval.queries import encode_text_query
+from fashion_clip.retrieval.embedding import embed_catalogue
+from fashion_clip.retrieval.index_file import build_index, open_catalogue
 from fashion_clip.retrieval.query_model import build_query_model
+from fashion_clip.retrieval.search import encode_text_query, search
 
 TRICKY_TEXTS = [
     "Black leather ankle boots",
@@ -87,8 +86,8 @@ def test_pil_numpy_preprocessing_equals_open_clips_eval_transform(cfg: Preproces
 
 
 def readme_snippet() -> str:
-    """The PIL + numpy preprocessing the README shows, as code."""
-    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    """The PIL + numpy preprocessing the deployment guide shows, as code."""
+    text = (Path(__file__).parents[1] / "docs" / "deployment.md").read_text(encoding="utf-8")
     start = text.index("```python\n# preprocess.json -> the image encoder's input")
     return text[start + len("```python\n") : text.index("```", start + 10)]
 
