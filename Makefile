@@ -25,15 +25,22 @@ demo-hard-data: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m fashion_clip.train $(ARGS)
 
+# Tests run on every core, 4 at most (pytest-xdist; `xdist_group` markers keep some on one worker, see
+# tests/conftest.py): `make test PYTEST_WORKERS=0` runs them in one process, PYTEST_WORKERS=8 on 8.
+# PYTEST_ARGS go last (`PYTEST_ARGS="-x tests/test_train.py"`); with `-p no:xdist` there, no -n is given.
+PYTEST_WORKERS ?= auto
+XDIST_ARGS = $(if $(findstring no:xdist,$(PYTEST_ARGS)),,-n $(PYTEST_WORKERS) --maxprocesses=4 --dist loadgroup)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST_ARGS) --durations=15 $(PYTEST_ARGS)
 
 # the edit-run loop: everything but the tests marked slow (training runs, subprocesses, DDP)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST_ARGS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports --no-cache
 
 # open_clip_train (the reference trainer) runs from its own virtualenv: it needs webdataset<=0.2.86.
 # Every other package is pinned to the version in .venv, so both trainers run the same torch and open_clip.

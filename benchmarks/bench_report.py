@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.files import atomic_output
 
 
 def fmt(value: Any) -> str:

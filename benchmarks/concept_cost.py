@@ -31,8 +31,8 @@ from fashion_clip.knowledge.build import build_knowledge_base, training_captions
 from fashion_clip.losses import InfoNCELoss, TrainingLoss
 from fashion_clip.losses.concept import ConceptLoss
 from fashion_clip.models.factory import create_clip
-from fashion_clip.optim.param_groups import param_groups
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.optim import param_groups
+from fashion_clip.utils.files import atomic_output
 
 
 def step_seconds(

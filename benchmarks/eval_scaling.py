@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from fresh_process import json_from_fresh_process
 from peak_memory import peak_rss_mib
 
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
-from fashion_clip.evaluation.full_protocol import full_protocol
+from fashion_clip.evaluation.full import full_protocol
+from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
 
 OUT = Path("outputs/bench")
 

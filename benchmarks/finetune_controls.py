@@ -33,8 +33,8 @@ from fashion_clip.losses import InfoNCELoss
 from fashion_clip.models.factory import create_clip
 from fashion_clip.models.lora import LoraSettings
 from fashion_clip.models.tower_lock import LockSettings
-from fashion_clip.optim.param_groups import param_groups
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.optim import param_groups
+from fashion_clip.utils.files import atomic_output
 
 MODEL = "ViT-B-32"
 CONFIGS: dict[str, dict[str, Any]] = {

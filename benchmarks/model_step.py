@@ -21,7 +21,7 @@ from training_rows import TrainingRow
 
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.models.clip_module import ensure_logit_params
-from fashion_clip.optim.param_groups import param_groups
+from fashion_clip.optim import param_groups
 
 
 def image_side(model: torch.nn.Module) -> int:

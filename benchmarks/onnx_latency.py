@@ -27,18 +27,16 @@ from rich.table import Table
 from search_latency import percentile, tiled
 
 from fashion_clip.deploy.export_files import encoder_file
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.deploy.onnx_bundle import onnx_bundle
-from fashion_clip.evaluation.embedding import embed_catalogue
-from fashion_clip.evaluation.full_protocol import full_protocol
+from fashion_clip.evaluation.full import full_protocol
 from fashion_clip.export import export_onnx_directory
 from fashion_clip.models.factory import ClipBundle, create_clip
-from fashion_clip.models.loading import load_clip
-from fashion_clip.retrieval.image_search import TorchSearcher
-from fashion_clip.retrieval.indexing import build_index, open_catalogue
-from fashion_clip.retrieval.model_identity import clip_config, identify
-from fashion_clip.retrieval.product_search import search
-from fashion_clip.retrieval.queries import encode_text_query
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.models.identity import clip_config, identify
+from fashion_clip.retrieval.embedding import embed_catalogue
+from fashion_clip.retrieval.index_file import build_index, open_catalogue
+from fashion_clip.retrieval.search import TorchSearcher, encode_text_query, search
+from fashion_clip.utils.files import atomic_output
 
 
 def torch_model(name: str, ckpt: Path | None, work_dir: Path) -> tuple[ClipBundle, Path]:
@@ -47,7 +45,7 @@ def torch_model(name: str, ckpt: Path | None, work_dir: Path) -> tuple[ClipBundl
         torch.manual_seed(0)
         ckpt = work_dir / "weights.pt"
         torch.save(create_clip(name).model.state_dict(), ckpt)
-    bundle = load_clip(clip_config(name), str(ckpt))
+    bundle = load_clip(clip_config(name), ckpt, source="the benchmark's --model").bundle
     bundle.model.eval()
     return bundle, ckpt
 

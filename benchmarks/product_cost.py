@@ -28,7 +28,7 @@ from training_rows import TINY_FP32, sped_up
 
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.models.factory import create_clip
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.files import atomic_output
 
 LOSS_VARIANTS = (
     (TINY_FP32, "loss.positives=product"),

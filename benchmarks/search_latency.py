@@ -26,13 +26,10 @@ from rich.table import Table
 
 from fashion_clip.demo.catalogue import catalogue_is_complete, generate_demo_catalogue
 from fashion_clip.models.factory import create_clip
-from fashion_clip.retrieval.image_search import TorchSearcher
-from fashion_clip.retrieval.index_file import IndexData, save_index
-from fashion_clip.retrieval.indexing import build_index, open_catalogue
-from fashion_clip.retrieval.model_identity import clip_config, identify
-from fashion_clip.retrieval.product_search import search
-from fashion_clip.retrieval.queries import encode_text_query
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.models.identity import clip_config, identify
+from fashion_clip.retrieval.index_file import IndexData, build_index, open_catalogue, save_index
+from fashion_clip.retrieval.search import TorchSearcher, encode_text_query, search
+from fashion_clip.utils.files import atomic_output
 
 MODEL = "FashionCLIP-Tiny"
 

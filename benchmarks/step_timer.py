@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning as L
 
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.files import atomic_output
 
 
 class StepTimer(L.Callback):

@@ -18,6 +18,40 @@ from fashion_clip.models.factory import ClipBundle, create_clip
 
 SMALL_CATALOGUE = {"train": 48, "val": 16, "test": 16}
 
+# `make test` runs the suite on every core (pytest-xdist, --dist loadgroup): each test goes to whichever
+# worker is free, except the tests of one `xdist_group`, which run one after another on one worker.
+# Tests that start a gloo process group (mp.spawn ranks, Lightning DDP) or a Jupyter kernel carry
+# `@pytest.mark.xdist_group("local_ports")`: each picks a free local port for other processes to bind
+# later, so two at once could pick the same one, and two DDP runs at once on 2 cores would keep their
+# ranks waiting on each other at every barrier.
+GROUPED_MODULES = {
+    # its DDP runs (until the file carries the marker itself)
+    "test_damaged_shards.py": "local_ports",
+}
+
+
+def _uses_module_scoped_fixture(item: pytest.Item) -> bool:
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    if fixtureinfo is None:
+        return False
+    return any(
+        defs and defs[-1].scope in ("module", "class", "package")
+        for defs in fixtureinfo.name2fixturedefs.values()
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group what must share a worker: the modules above, and the tests of a module that share a
+    module-scoped fixture (built once per worker that runs them: a model export, a benchmark run)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        if item.path.name in GROUPED_MODULES:
+            item.add_marker(pytest.mark.xdist_group(GROUPED_MODULES[item.path.name]))
+        elif _uses_module_scoped_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(f"module_fixture:{item.path.name}"))
+
 
 @pytest.fixture(scope="session")
 def small_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:

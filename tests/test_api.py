@@ -14,9 +14,8 @@ from PIL import Image
 
 from fashion_clip import api
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.run_identity import training_loss
 from fashion_clip.models.factory import create_clip
-from fashion_clip.reports.results_file import read_results
+from fashion_clip.records import read_results, training_loss
 
 RUN_NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
 

@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.attribute_search import attribute_search
-from fashion_clip.evaluation.category_breakdown import unflatten
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit, ImageRecord
-from fashion_clip.evaluation.ranking_metrics import ranking_metrics
+from fashion_clip.evaluation.attributes import attribute_search, ranking_metrics
+from fashion_clip.records import unflatten
+from fashion_clip.retrieval.embedding import EmbeddedSplit, ImageRecord
 
 DIM = 8
 TEMPLATES = ("a photo of {}", "{}")

@@ -1,7 +1,10 @@
 """Bad input at every entry point: exit code 2, a message naming the key or file, and no traceback.
 
-Each case runs the real CLI in a subprocess, as a user would; the README's troubleshooting section lists
-the same cases. Checks that need no model or data run before either is built (fast, and no half-done run).
+The first case of each entry point runs the real CLI in a subprocess, as a user would, so the console path
+stays tested; the others call the same entry point in-process (`helpers.entry_in_process`: its own argv,
+working directory and captured output, no interpreter start-up) with the same assertions. The README's
+troubleshooting section lists the same cases. Checks that need no model or data run before either is built
+(fast, and no half-done run).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.entry_in_process import run_entry
 from helpers.python_subprocess import run_python
 from helpers.tiny_model import save_tiny_weights
 
@@ -55,6 +59,12 @@ CASES = [
 ]
 
 
+# the first case of each entry point, run in a fresh `python -m fashion_clip.<entry>`
+IN_SUBPROCESS = [
+    next(case for case in CASES if case[0] == entry) for entry in dict.fromkeys(e for e, _, _ in CASES)
+]
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model's plain state dict, a file that is no checkpoint, and an empty directory."""
@@ -70,20 +80,23 @@ def case_id(case: tuple[str, list[str], str]) -> str:
     return f"{case[0]}:{' '.join(case[1]) or '(none)'}"
 
 
-@pytest.mark.parametrize(("entry", "overrides", "message"), CASES, ids=map(case_id, CASES))
-@pytest.mark.slow
+def as_param(case: tuple[str, list[str], str]):
+    """The case with its id; the subprocess ones marked slow (~10 s of interpreter start-up each)."""
+    in_subprocess = case in IN_SUBPROCESS
+    marks = [pytest.mark.slow] if in_subprocess else []
+    return pytest.param(*case, in_subprocess, id=case_id(case), marks=marks)
+
+
+@pytest.mark.parametrize(("entry", "overrides", "message", "in_subprocess"), [as_param(c) for c in CASES])
 def test_bad_input_exits_2_naming_the_key(
-    entry, overrides, message, files, small_catalogue, tmp_path
+    entry, overrides, message, in_subprocess, files, small_catalogue, tmp_path
 ) -> None:
     filled = [o.format(files=files, catalogue=small_catalogue) for o in overrides]
-    done = run_python(
-        "-m",
-        f"fashion_clip.{entry}",
-        *filled,
-        f"paths.data_dir={small_catalogue}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-    )
+    args = (*filled, f"paths.data_dir={small_catalogue}", f"hydra.run.dir={tmp_path / 'run'}")
+    if in_subprocess:
+        done = run_python("-m", f"fashion_clip.{entry}", *args, cwd=tmp_path)
+    else:
+        done = run_entry(entry, *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-3000:]
     assert message.format(files=files) in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
@@ -92,3 +105,4 @@ def test_bad_input_exits_2_naming_the_key(
 def test_the_table_has_at_least_thirty_cases_across_every_entry_point() -> None:
     assert len(CASES) >= 30
     assert {entry for entry, _, _ in CASES} == {"train", "evaluate", "wise", "export", "index"}
+    assert {entry for entry, _, _ in IN_SUBPROCESS} == {entry for entry, _, _ in CASES}

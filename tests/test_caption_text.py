@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fashion_clip.ingest.captions import caption_list, clean_captions, decode_text
+from fashion_clip.ingest.items import caption_list, clean_captions, decode_text
 
 
 def test_utf8_is_kept_and_legacy_bytes_fall_back() -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import torch
 from helpers.embedded_splits import brute_force_hits, random_split
 
-from fashion_clip.evaluation.category_breakdown import flatten, group_means, unflatten
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit, ImageRecord
-from fashion_clip.evaluation.full_protocol import full_protocol
-from fashion_clip.reports.category_report import write_category_reports
-from fashion_clip.reports.results_file import BASE, FINETUNED, EvaluationRecord
+from fashion_clip.evaluation.full import full_protocol, group_means
+from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, flatten, unflatten
+from fashion_clip.reports.tables import write_category_reports
+from fashion_clip.retrieval.embedding import EmbeddedSplit, ImageRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CATEGORIES = ["dress", "shoes", "bags"]

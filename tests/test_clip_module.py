@@ -10,8 +10,7 @@ import torch
 from fashion_clip.losses import InfoNCELoss, SigLipLoss
 from fashion_clip.models.clip_module import ClipModule, ensure_logit_params
 from fashion_clip.models.factory import create_model
-from fashion_clip.optim.param_groups import param_groups
-from fashion_clip.optim.schedulers import warmup_cosine
+from fashion_clip.optim import param_groups, warmup_cosine
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from torch import nn
 
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.knowledge.bank_refresh import ConceptBankRefresh
+from fashion_clip.knowledge.concepts import ConceptMatcher
 from fashion_clip.knowledge.fashionklip_kb import QUERIES, write_knowledge_base
-from fashion_clip.knowledge.matching import ConceptMatcher
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.losses.base import TrainingLoss
 from fashion_clip.losses.concept import HYPERNYM_TARGETS, NAMED_TARGETS, ConceptLoss

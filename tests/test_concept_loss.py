@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.knowledge.matching import ConceptMatcher
+from fashion_clip.knowledge.concepts import ConceptMatcher
 from fashion_clip.losses import InfoNCELoss, SigLipLoss
 from fashion_clip.losses.concept import HYPERNYM_TARGETS, NAMED_TARGETS, ConceptLoss, multi_positive_nce
 from fashion_clip.models.cached_accumulation import accumulate_contrastive_gradients, split_batch
@@ -259,6 +259,7 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_ddp_loss_and_gradients_match_one_process(tmp_path: Path) -> None:
     mp.spawn(ddp_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     expected_loss, expected_grads = towers_loss_and_grads(CAPTIONS, *global_batch(), ddp=False)

@@ -95,6 +95,7 @@ def ddp_train(split: Path, run_dir: Path, *overrides: str) -> subprocess.Complet
 
 @pytest.mark.parametrize("batching", ["random", "category_hard"])
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_two_ranks_on_uneven_shards_finish_every_epoch(tmp_path: Path, batching: str) -> None:
     """Also with composed batches and product positives: ids gathered across ranks in a real DDP run."""
     split = write_uneven_split(tmp_path / "split")
@@ -109,6 +110,7 @@ def test_two_ranks_on_uneven_shards_finish_every_epoch(tmp_path: Path, batching:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_two_ranks_without_a_manifest_are_refused(tmp_path: Path) -> None:
     split = write_uneven_split(tmp_path / "split")
     done = ddp_train(split, tmp_path / "run", f"data.train={split}/uneven-*.tar")

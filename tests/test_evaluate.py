@@ -11,7 +11,7 @@ from helpers.tiny_model import save_tiny_weights
 
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.evaluate import evaluate
-from fashion_clip.reports.results_file import BASE, FINETUNED, read_results
+from fashion_clip.records import BASE, FINETUNED, read_results
 
 FEW_NEGATIVES = ("protocol.sample100.num_negatives=8", "protocol.sample100.num_queries=12")
 

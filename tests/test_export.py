@@ -17,6 +17,7 @@ from helpers.tiny_model import TINY, random_tiny, save_tiny_weights, save_traine
 from fashion_clip.errors import ConfigError
 from fashion_clip.export import export_open_clip, plain_state_dict
 from fashion_clip.losses import SigLipLoss
+from fashion_clip.models import factory
 from fashion_clip.models.clip_module import ClipModule
 from fashion_clip.models.factory import create_model, create_tokenizer
 
@@ -124,6 +125,17 @@ def test_cli_resolves_paths_from_the_launch_dir_and_rejects_another_architecture
     assert "does not fit model.name='FashionCLIP-Tiny'" in failed.stderr  # refused before any model is built
     assert "shape mismatches" in failed.stderr and "model=tiny, vitb32" in failed.stderr
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_an_open_clip_export_builds_no_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hugging Face tokenizer (SigLIP2's) would be downloaded: exporting weights never asks for one."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the export built a tokenizer")
+
+    monkeypatch.setattr(factory, "create_tokenizer", refuse)
+    out = export_open_clip(TINY, save_tiny_weights(tmp_path / "weights.pt", seed=0), tmp_path / "plain.pt")
+    assert torch.load(out, weights_only=True).keys() == random_tiny(0).state_dict().keys()
 
 
 def test_lora_checkpoint_exports_merged_into_the_plain_architecture(tmp_path: Path) -> None:

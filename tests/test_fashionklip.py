@@ -10,7 +10,7 @@ import pytest
 from helpers.raw_catalogue import decoded, image_array, metadata, read_split
 
 from fashion_clip.data.manifest import read_manifest
-from fashion_clip.ingest.images import CLIP_MEAN, CLIP_STD
+from fashion_clip.ingest.items import CLIP_MEAN, CLIP_STD
 from fashion_clip.ingest.sources import fashionklip
 
 

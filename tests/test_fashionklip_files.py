@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
 from fashion_clip.evaluation.fashionklip_files import (
     export_fashionklip,
     fashionklip_scores,
@@ -19,6 +18,7 @@ from fashion_clip.evaluation.fashionklip_files import (
     write_query_features,
     write_scores,
 )
+from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
 
 
 def random_split(images: int = 13, captions: int = 11, dim: int = 8, seed: int = 0) -> EmbeddedSplit:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from helpers.embedded_splits import brute_force_hits, random_split
 
-from fashion_clip.evaluation.embedded_split import CaptionRecord
-from fashion_clip.evaluation.embedding import distinct_captions
-from fashion_clip.evaluation.full_protocol import full_protocol
+from fashion_clip.evaluation.full import full_protocol
+from fashion_clip.retrieval.embedding import CaptionRecord, distinct_captions
 
 
 def brute_force_recall(queries, gallery, query_products, gallery_products, k) -> float:

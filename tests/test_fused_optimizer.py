@@ -15,8 +15,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.models.clip_module import ClipModule
-from fashion_clip.optim.fused import build_optimizer, fused_refusal
-from fashion_clip.optim.param_groups import param_groups
+from fashion_clip.optim import build_optimizer, fused_refusal, param_groups
 
 FALLBACK_LOG = "optimizer.fused=true: using the unfused optimizer instead"
 
@@ -73,7 +72,7 @@ def test_fallback_is_what_lightning_clips(adamw, params, plugin: MixedPrecision,
     with pytest.raises(RuntimeError, match="does not allow for gradient clipping"):
         clipped_gradients(build_optimizer(adamw, params, None), plugin)
     refusal = fused_refusal("cpu", mixed_precision=True, clipping=True)
-    with caplog.at_level(logging.WARNING, logger="fashion_clip.optim.fused"):
+    with caplog.at_level(logging.WARNING, logger="fashion_clip.optim"):
         fallback = build_optimizer(adamw, params, refusal)
     assert not fallback.defaults["fused"] and isinstance(fallback, torch.optim.AdamW)
     clipped_gradients(fallback, plugin)
@@ -111,7 +110,7 @@ def fit_bf16_step(optimizer: functools.partial, **trainer_options) -> bool:
 
 
 def test_clipped_mixed_precision_fit_falls_back_instead_of_failing(adamw, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="fashion_clip.optim.fused"):
+    with caplog.at_level(logging.WARNING, logger="fashion_clip.optim"):
         assert fit_bf16_step(adamw, gradient_clip_val=1.0) is False
     assert [r for r in caplog.records if FALLBACK_LOG in r.getMessage()]
     assert fit_bf16_step(adamw) is True, "without clipping the run keeps the fused default"

@@ -12,24 +12,28 @@ import torch
 import torch.nn.functional as F
 from helpers.tiny_model import save_tiny_weights
 from helpers.train_overrides import TINY_ON_CPU
+from omegaconf import OmegaConf
 from PIL import Image
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.evaluate import evaluate
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
-from fashion_clip.evaluation.failure_gallery import (
+from fashion_clip.evaluation.front_door import SplitScoring, split_scoring, write_run_outputs
+from fashion_clip.records import BASE, FINETUNED, read_results
+from fashion_clip.reports.pages import (
     IMAGE,
     TEXT,
     check_gallery_size,
     directions,
     find_failures,
     product_ranks,
+    write_gallery,
 )
-from fashion_clip.reports.gallery_page import write_gallery
-from fashion_clip.reports.results_file import read_results
-from fashion_clip.training import gallery_size, train
+from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
+from fashion_clip.training import train
+from fashion_clip.wise import wise
 
 CATEGORIES = ["dress", "shoes"]
+GALLERY = ("evaluation.gallery=true",)
 
 
 def gallery_split(
@@ -159,8 +163,66 @@ def test_bad_gallery_options_stop_evaluate_and_train_before_work(
         evaluate(evaluate_cfg("evaluation.gallery=true", "evaluation.gallery_base=true"))
     cfg = compose_train("evaluation.gallery=true", "evaluation.gallery_size=0")
     with pytest.raises(ConfigError, match="evaluation.gallery_size must be a positive number"):
-        gallery_size(cfg)
-    assert gallery_size(compose_train()) is None
+        split_scoring(cfg, "train")
+    assert split_scoring(compose_train(), "train").gallery is None
+
+
+@pytest.mark.parametrize(
+    ("config_name", "overrides", "message"),
+    [
+        (
+            "train",
+            ["evaluation.gallery_base=true"],
+            r"gallery_base=true adds .* set evaluation\.gallery=true",
+        ),
+        (
+            "train",
+            [*GALLERY, "evaluation.gallery_base=true", "test_before_fit=false"],
+            r"from the evaluation before fitting.* set test_before_fit=true and test_after_fit=true",
+        ),
+        (
+            "train",
+            [*GALLERY, "evaluation.gallery_base=true", "test_after_fit=false"],
+            r"beside the fine-tuned model's: set test_before_fit=true and test_after_fit=true",
+        ),
+        ("train", [*GALLERY, "test_before_fit=false", "test_after_fit=false"], r"score none: set test_after"),
+        (
+            "train",
+            ["+export_fashionklip=true"],
+            r"export_fashionklip=true is an option of .*evaluate, not train",
+        ),
+        ("wise", [*GALLERY, "ckpt_path=x.pt"], r"wise scores several weight mixes and writes no gallery"),
+        ("wise", ["+export_fashionklip=true", "ckpt_path=x.pt"], r"evaluate, not wise"),
+    ],
+)
+def test_options_a_command_cannot_honour_stop_it_before_work(
+    compose_train, config_name: str, overrides: list[str], message: str
+) -> None:
+    cfg = compose_train(*overrides, config_name=config_name)
+    with pytest.raises(ConfigError, match=message):
+        {"train": train, "wise": wise}[config_name](cfg)
+    assert not Path(cfg.paths.output_dir).exists()
+
+
+@pytest.mark.parametrize("with_base", [True, False])
+def test_the_gallery_shows_the_base_model_beside_only_when_asked(tmp_path: Path, with_base: bool) -> None:
+    """One writer for every command: the fine-tuned split is shown, the base split beside it on request."""
+    cfg = OmegaConf.create(
+        {
+            "model": {"name": "tiny"},
+            "data": {"name": "demo"},
+            "evaluation": {"split": "test"},
+            "paths": {"output_dir": str(tmp_path)},
+        }
+    )
+    scoring = SplitScoring(
+        "test", cfg.data, torch.device("cpu"), {}, 16, 0, gallery=1, gallery_base=with_base
+    )
+    splits = {BASE: gallery_split(tmp_path, seed=1), FINETUNED: gallery_split(tmp_path)}
+    write_run_outputs(cfg, scoring, [], splits)
+    page = (tmp_path / "gallery.html").read_text(encoding="utf-8")
+    assert page.count("finetuned: top 5") == 2 and page.count("base: top 5") == (2 if with_base else 0)
+    assert not (tmp_path / "evaluation_results.json").exists()  # no records, no results file
 
 
 def test_evaluate_writes_attributes_breakdowns_and_gallery(
@@ -206,6 +268,7 @@ def test_training_writes_the_gallery_with_the_base_model_beside(
         "protocol=[full]",
         "evaluation.gallery=true",
         "evaluation.gallery_size=1",
+        "evaluation.gallery_base=true",
         data_dir=small_catalogue,
     )
     train(cfg)

@@ -9,7 +9,7 @@ import pytest
 from helpers.raw_catalogue import decoded, image_array, truncate, write_png
 from PIL import Image
 
-from fashion_clip.ingest.images import array_to_image, encode_jpeg, fit_within, load_image
+from fashion_clip.ingest.items import array_to_image, encode_jpeg, fit_within, load_image
 
 
 def test_array_layouts_give_the_same_image() -> None:

@@ -19,14 +19,18 @@ from PIL import Image
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
-from fashion_clip.evaluation.embedded_split import ImageRecord
-from fashion_clip.retrieval.html_page import render_page, write_page
+from fashion_clip.models.identity import check_same_model, clip_config, identify, weights_fingerprint
+from fashion_clip.retrieval.embedding import ImageRecord
 from fashion_clip.retrieval.index_file import FORMAT_VERSION, IndexData, load_index, save_index
-from fashion_clip.retrieval.model_identity import check_same_model, clip_config, identify, weights_fingerprint
-from fashion_clip.retrieval.product_search import ProductHit, search
-from fashion_clip.retrieval.queries import encode_image_query, encode_text_query, load_query_image
+from fashion_clip.retrieval.page import image_location, read_catalogue_image, render_page, write_page
 from fashion_clip.retrieval.query_model import build_query_model, query_config
-from fashion_clip.retrieval.thumbnails import image_location, read_catalogue_image
+from fashion_clip.retrieval.search import (
+    ProductHit,
+    encode_image_query,
+    encode_text_query,
+    load_query_image,
+    search,
+)
 
 DATA_URI = '<img src="data:image/jpeg;base64,'
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fashion_clip.data.vocabulary import load_vocabulary, shipped_vocabulary
 from fashion_clip.errors import MissingInputError
 from fashion_clip.knowledge.concepts import (
     ancestors,
@@ -14,7 +15,6 @@ from fashion_clip.knowledge.concepts import (
     hypernym,
     summary_rows,
 )
-from fashion_clip.knowledge.vocabulary import load_vocabulary, shipped_vocabulary
 
 HEADS = frozenset({"sunglasses", "jacket", "leather", "t-shirt"})
 

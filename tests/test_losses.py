@@ -302,6 +302,7 @@ def ddp_worker(rank: int, port: int, loss_cls: type[ContrastiveLoss], options: d
     ],
 )
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_ddp_loss_and_gradients_match_single_process(
     loss_cls: type[ContrastiveLoss], options: dict, tmp_path: Path
 ) -> None:

@@ -16,15 +16,12 @@ from helpers.tiny_model import save_tiny_weights
 
 from fashion_clip.data.catalogue_reader import ShardCatalogue
 from fashion_clip.evaluate import evaluate
-from fashion_clip.evaluation.attribute_search import attribute_search
-from fashion_clip.evaluation.category_breakdown import unflatten
-from fashion_clip.evaluation.embedded_split import ImageRecord
-from fashion_clip.evaluation.embedding import embed_catalogue
-from fashion_clip.evaluation.ranking_metrics import ranking_metrics
-from fashion_clip.reports.results_file import read_results
-from fashion_clip.retrieval.html_page import render_page
+from fashion_clip.evaluation.attributes import attribute_search, ranking_metrics
+from fashion_clip.records import read_results, unflatten
+from fashion_clip.retrieval.embedding import ImageRecord, embed_catalogue
 from fashion_clip.retrieval.index_file import save_index
-from fashion_clip.retrieval.product_search import ProductHit
+from fashion_clip.retrieval.page import render_page
+from fashion_clip.retrieval.search import ProductHit
 from fashion_clip.search import main as search_main
 from fashion_clip.utils.metadata_text import metadata_text
 

@@ -32,6 +32,7 @@ def test_quickstart_is_committed_without_outputs() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_quickstart_trains_reports_and_embeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a kernelspec of this interpreter first on JUPYTER_PATH: the notebook runs on this venv's packages
     kernels = tmp_path / "jupyter"

@@ -17,13 +17,13 @@ from helpers.hf_tokenizer import shard_captions
 from helpers.python_subprocess import run_python
 from helpers.search_index import load_tiny
 from helpers.tiny_model import TINY, save_tiny_weights, save_trained_lora_tiny
-from omegaconf import OmegaConf
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
 from fashion_clip.deploy.export_files import FINGERPRINT_KEY, PREPROCESS_FILE, encoder_file, read_export
 from fashion_clip.deploy.image_preprocess import preprocess
-from fashion_clip.deploy.onnx_bundle import onnx_bundle
+from fashion_clip.deploy.model_loader import load_clip
+from fashion_clip.deploy.onnx_bundle import OnnxTowers, onnx_bundle
 from fashion_clip.deploy.onnx_export import ExportError, preprocess_settings, refuse_existing_export
 from fashion_clip.deploy.runtime import OnnxClip
 from fashion_clip.deploy.text_tokenizer import CLEANERS, TextTokenizer
@@ -31,7 +31,6 @@ from fashion_clip.deploy.tokenizer_export import export_tokenizer
 from fashion_clip.errors import ConfigError, UserError
 from fashion_clip.evaluation.full import full_protocol
 from fashion_clip.export import export_onnx_directory
-from fashion_clip.index import index_model
 from fashion_clip.models.factory import create_tokenizer
 from fashion_clip.models.identity import weights_fingerprint
 from fashion_clip.models.lora import LoraSettings
@@ -287,6 +286,21 @@ def test_index_and_search_run_on_the_export_and_match_torch(
 
 
 @pytest.mark.slow
+def test_the_loader_opens_an_export_under_the_identity_of_the_weights_it_came_from(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ckpt, out = exported
+    _, torch_identity = load_tiny(ckpt)
+    relative = load_clip(onnx=out.name, root=out.parent)  # an `onnx=` path is read from the launch dir
+    assert isinstance(relative.bundle.model, OnnxTowers) and relative.ckpt_path is None
+    assert relative.identity.fingerprint == torch_identity.fingerprint
+    assert relative.identity.config == {"name": TINY, "onnx": str(out.resolve())}
+    assert relative.identity.embed_dim == torch_identity.embed_dim
+    tokens = relative.bundle.tokenizer(["red dress"])
+    assert relative.bundle.model.encode_text(tokens).shape == (1, torch_identity.embed_dim)
+
+
+@pytest.mark.slow
 def test_index_cli_with_onnx_then_search_cli_uses_it(
     exported: tuple[Path, Path], small_catalogue: Path, tmp_path: Path
 ) -> None:
@@ -308,7 +322,7 @@ def test_index_cli_with_onnx_then_search_cli_uses_it(
     assert found.returncode == 0, found.stderr
     assert f"onnx={out}" in found.stdout.replace("\n", "") and found.stdout.count("demo-") >= 3
     with pytest.raises(ConfigError, match="give onnx= or ckpt_path=, not both"):
-        index_model(OmegaConf.create({"onnx": str(out), "ckpt_path": str(ckpt)}), str(tmp_path))
+        load_clip(None, ckpt, onnx=out)
 
 
 @pytest.mark.slow

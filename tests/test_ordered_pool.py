@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from fashion_clip.ingest.ordered_pool import batched, ordered_map
+from fashion_clip.ingest.split_writer import batched, ordered_map
 
 
 def test_batched_groups() -> None:

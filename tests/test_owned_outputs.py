@@ -20,7 +20,7 @@ from fashion_clip.ingest.sources import fashiongen
 from fashion_clip.ingest.sources import json_mapping as shards
 from fashion_clip.knowledge import build
 from fashion_clip.knowledge.fashionklip_kb import QUERIES, read_knowledge_base
-from fashion_clip.utils.atomic_output import FILE_MODE, OutputExistsError, atomic_directory, atomic_output
+from fashion_clip.utils.files import FILE_MODE, OutputExistsError, atomic_directory, atomic_output
 
 WORLD_SIZE = 2
 
@@ -267,6 +267,7 @@ def build_worker(rank: int, port: int, data: str, out: str, log_dir: str) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_two_ranks_build_the_knowledge_base_once(tmp_path: Path) -> None:
     data = jacket_mapping(tmp_path / "map.json")
     logs = tmp_path / "logs"

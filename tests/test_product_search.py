@@ -12,9 +12,8 @@ import torch
 from helpers.search_index import brute_force_products, synthetic_index
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.retrieval import image_search
-from fashion_clip.retrieval.image_search import FaissSearcher, TorchSearcher, choose_backend, open_searcher
-from fashion_clip.retrieval.product_search import search
+from fashion_clip.retrieval import search as image_search
+from fashion_clip.retrieval.search import FaissSearcher, TorchSearcher, choose_backend, open_searcher, search
 
 # products with 1 to 7 images, so grouping (and the k x max-images bound) matters
 ROWS_PER_PRODUCT = [1 + (i * 5) % 7 for i in range(60)]

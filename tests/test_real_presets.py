@@ -23,7 +23,7 @@ from fashion_clip.evaluate import evaluate
 from fashion_clip.export import export_open_clip
 from fashion_clip.losses import SigLipLoss
 from fashion_clip.models.clip_module import ClipModule
-from fashion_clip.models.towers import tower_of
+from fashion_clip.models.tower_lock import tower_of
 from fashion_clip.training import train
 
 pytestmark = pytest.mark.slow  # each test builds 150M-375M parameter models on CPU

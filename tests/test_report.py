@@ -10,11 +10,7 @@ import pytest
 import yaml
 
 from fashion_clip.errors import MissingInputError
-from fashion_clip.report import main
-from fashion_clip.reports.before_after import before_after_rows
-from fashion_clip.reports.comparison import gather
-from fashion_clip.reports.comparison_report import report
-from fashion_clip.reports.results_file import (
+from fashion_clip.records import (
     BASE,
     FINETUNED,
     EvaluationRecord,
@@ -22,7 +18,9 @@ from fashion_clip.reports.results_file import (
     read_results,
     write_results,
 )
-from fashion_clip.reports.results_table import print_records
+from fashion_clip.report import main
+from fashion_clip.reports.comparison import gather, report
+from fashion_clip.reports.tables import before_after_rows, print_records
 
 
 def record(stage: str, mean: float, loss: str | None = None, model: str = "ViT-B-32", protocol: str = "full"):

@@ -187,6 +187,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_ddp_two_ranks_gather_equals_single_process(tmp_path: Path) -> None:
     world_size = 2
     mp.spawn(_ddp_worker, args=(world_size, free_port(), str(tmp_path)), nprocs=world_size, join=True)

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
 from fashion_clip.evaluation.sample100 import sample100, sample_candidates
+from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
 
 DIM = 16
 

@@ -22,7 +22,7 @@ from fashion_clip.data.manifest import read_manifest
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.index import index_catalogue
 from fashion_clip.retrieval.index_file import load_index, save_index
-from fashion_clip.retrieval.thumbnails import read_catalogue_image
+from fashion_clip.retrieval.page import read_catalogue_image
 from fashion_clip.search import main as search_main
 
 DATA_URI = '<img src="data:image/jpeg;base64,'

@@ -15,7 +15,7 @@ from fashion_clip.api import compose_with_hydra
 from fashion_clip.config import CONFIG_DIR
 from fashion_clip.errors import ConfigError
 from fashion_clip.launcher_check import check_launcher
-from fashion_clip.reports.results_file import RESULTS_NAME, read_results
+from fashion_clip.records import RESULTS_NAME, read_results
 
 CONFIG_DIR_PATH = Path(CONFIG_DIR)
 QUICK = ("trainer=cpu", "trainer.max_steps=2", "data.num_workers=0", "data.batch_size=8", "protocol=[full]")
@@ -80,6 +80,7 @@ def test_the_product_study_sweeps_its_variants(compose_train) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_ports")  # a free port for other processes: see conftest.py
 def test_ddp_on_two_cpu_processes(small_catalogue: Path, tmp_path: Path) -> None:
     """Lightning DDP with gloo: both ranks train, gather features for the loss and finish together."""
     run_dir = tmp_path / "ddp"

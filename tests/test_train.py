@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers.train_overrides import TINY_ON_CPU
 
-from fashion_clip.reports.results_file import read_results
+from fashion_clip.records import read_results
 from fashion_clip.training import train
 
 pytestmark = pytest.mark.slow  # every test runs `train` on the small catalogue

@@ -18,11 +18,12 @@ from helpers.search_index import index_of, load_tiny
 from helpers.tiny_model import TINY, random_tiny, save_tiny_weights
 
 from fashion_clip import api
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.models.checkpoint import UntrustedCheckpointError, load_weights, read_checkpoint
-from fashion_clip.models.stored_config import StoredConfigError, checked_arguments, clip_from_stored
+from fashion_clip.models.identity import ModelIdentity
+from fashion_clip.models.stored_config import StoredConfigError, checked_arguments
 from fashion_clip.models.tower_lock import LockSettings
 from fashion_clip.retrieval.index_file import save_index
-from fashion_clip.retrieval.model_identity import ModelIdentity
 
 
 class Payload:
@@ -141,7 +142,7 @@ def test_configs_older_indexes_wrote_still_rebuild(files: Path) -> None:
         "tokenizer": None,
         "lock": LockSettings(image=True),
     }
-    bundle = clip_from_stored(legacy, "index.pt", files / "tiny.pt")
+    bundle = load_clip(legacy, files / "tiny.pt", source="index.pt").bundle
     assert not any(p.requires_grad for p in bundle.model.visual.parameters())
 
 

@@ -27,7 +27,7 @@ from fashion_clip.deploy.export_files import (
 from fashion_clip.deploy.runtime import OnnxClip
 from fashion_clip.errors import UserError
 from fashion_clip.models.factory import create_tokenizer
-from fashion_clip.utils.safe_names import UnsafeNameError, plain_file_name
+from fashion_clip.utils.files import UnsafeNameError, plain_file_name
 
 FIRST_SHARD = "fixture-000000.tar"
 PLAIN = ["shard-000001.tar", FIRST_SHARD, "train_0.tar", "shard..tar", "robe-été.tar", "-", "a b.tar"]

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit, ImageRecord
 from fashion_clip.evaluation.zeroshot import zeroshot
 from fashion_clip.models.factory import create_clip
+from fashion_clip.retrieval.embedding import EmbeddedSplit, ImageRecord
 
 DIM = 12
 TEMPLATES = ("a photo of {}.", "a product photo of {}.", "{}, a fashion item.")

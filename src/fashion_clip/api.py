@@ -22,12 +22,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fashion_clip import training
 from fashion_clip.config import CONFIG_DIR
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation import run as evaluation_run
 from fashion_clip.models.factory import ClipBundle
-from fashion_clip.models.loading import load_clip
-from fashion_clip.reports.results_file import EvaluationRecord
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.records import EvaluationRecord
+from fashion_clip.utils.files import atomic_output
 from fashion_clip.utils.launch_dir import from_launch_dir
 
 T = TypeVar("T")
@@ -123,6 +123,8 @@ def load_model(
     checkpoint's weights when given, for embedding images and texts ad hoc; `overrides` as for `compose`
     (`model.pretrained=null`); `trust_checkpoint` as the CLI's option of that name."""
     cfg = compose("evaluate", [f"model={model}", *overrides])
-    bundle = load_clip(cfg.model, str(ckpt_path) if ckpt_path else None, trust_checkpoint)
+    bundle = load_clip(
+        cfg.model, ckpt_path, root=cfg.paths.root_dir, trust_checkpoint=trust_checkpoint
+    ).bundle
     bundle.model.eval()
     return bundle

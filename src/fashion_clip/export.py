@@ -8,7 +8,10 @@ directory of both towers as ONNX plus the preprocessing and tokenizer files (`fa
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
@@ -16,20 +19,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import hydra_entry
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.deploy.onnx_export import OVERWRITE_SWITCH, export_onnx, refuse_existing_export
 from fashion_clip.errors import ConfigError
-from fashion_clip.models.checkpoint import load_weights
-from fashion_clip.models.factory import MODEL_CONFIG_DIR, create_model, create_tokenizer
+from fashion_clip.models.factory import MODEL_CONFIG_DIR
 from fashion_clip.models.lora import LoraSettings, merge_lora
 from fashion_clip.preflight import preflight
-from fashion_clip.retrieval.model_identity import weights_fingerprint
-from fashion_clip.utils.atomic_output import atomic_output, refuse_existing
-from fashion_clip.utils.launch_dir import from_launch_dir
+from fashion_clip.utils.files import atomic_output, refuse_existing
+from fashion_clip.utils.launch_dir import from_launch_dir, launch_reference
 
 log = logging.getLogger(__name__)
 
 SIGLIP_BIAS = "logit_bias"
 FORMATS = ("open_clip", "onnx")
+# what the model loader names in a message about the plain model settings below
+SETTINGS_SOURCE = "the export's model settings"
 
 
 def plain_state_dict(model: open_clip.CLIP, architecture_has_bias: bool) -> dict[str, torch.Tensor]:
@@ -53,17 +57,20 @@ def load_hint(name: str, out: Path, force_image_size: int | None) -> str:
     return f"{register}open_clip.create_model_and_transforms('{name}', pretrained='{out}'{size})"
 
 
-def trained_model(
-    name: str,
-    ckpt_path: str | Path,
-    force_image_size: int | None,
-    lora: LoraSettings | None,
-    trust_checkpoint: bool = False,
-) -> open_clip.CLIP:
-    """The architecture (with LoRA adapters when trained with them) holding the checkpoint's weights."""
-    model, _, _ = create_model(name, pretrained=None, force_image_size=force_image_size, lora=lora)
-    load_weights(model, ckpt_path, name, trust_checkpoint)
-    return model
+def plain_value(value: Any) -> Any:
+    """A settings value as a stored config holds it: a list for any sequence but a string."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+
+
+def export_config(
+    name: str, force_image_size: int | None, lora: LoraSettings | None, tokenizer: str | None = None
+) -> dict[str, Any]:
+    """The model an export rebuilds, as plain settings: the architecture, its image size, the LoRA adapters
+    it was trained with and its tokenizer; the checkpoint replaces every weight, and locks change none."""
+    config = {"name": name, "force_image_size": force_image_size, "tokenizer": tokenizer}
+    if lora is None:
+        return config
+    return config | {"lora": {field.name: plain_value(getattr(lora, field.name)) for field in fields(lora)}}
 
 
 def export_open_clip(
@@ -82,7 +89,10 @@ def export_open_clip(
     """
     out = Path(out).expanduser()
     refuse_existing(out, overwrite, OVERWRITE_SWITCH)
-    model = trained_model(name, ckpt_path, force_image_size, lora, trust_checkpoint)
+    config = export_config(name, force_image_size, lora)
+    model = load_clip(
+        config, ckpt_path, source=SETTINGS_SOURCE, trust_checkpoint=trust_checkpoint, with_tokenizer=False
+    ).bundle.model
     # asked of the architecture: loading a SigLIP-trained checkpoint gives any model a logit_bias
     architecture_has_bias = open_clip.get_model_config(name).get("init_logit_bias") is not None
     state = plain_state_dict(merge_lora(model), architecture_has_bias)
@@ -108,11 +118,12 @@ def export_onnx_directory(
     """
     out = Path(out).expanduser()
     refuse_existing_export(out, overwrite)
-    model = trained_model(name, ckpt_path, force_image_size, lora, trust_checkpoint)
-    fingerprint = weights_fingerprint(model)
-    source = {"ckpt_path": str(ckpt_path), "lora_merged": lora is not None and lora.enabled}
+    config = export_config(name, force_image_size, lora, tokenizer)
+    loaded = load_clip(config, ckpt_path, source=SETTINGS_SOURCE, trust_checkpoint=trust_checkpoint)
+    fingerprint = loaded.identity.fingerprint  # before LoRA merges, as the loaded weights are indexed
+    source = {"ckpt_path": loaded.ckpt_path, "lora_merged": lora is not None and lora.enabled}
     export_onnx(
-        merge_lora(model), create_tokenizer(name, tokenizer), name, fingerprint, out, overwrite, source
+        merge_lora(loaded.bundle.model), loaded.bundle.tokenizer, name, fingerprint, out, overwrite, source
     )
     log.info(
         "wrote %s (image_encoder.onnx, text_encoder.onnx, preprocess.json, tokenizer.json, model.json)", out
@@ -145,7 +156,7 @@ def export_from_config(cfg: DictConfig) -> None:
         "trust_checkpoint": cfg.trust_checkpoint,
     }
     if cfg.format == "onnx":
-        tokenizer = from_launch_dir(root, cfg.model.tokenizer) if cfg.model.get("tokenizer") else None
+        tokenizer = launch_reference(root, cfg.model.get("tokenizer"))
         export_onnx_directory(cfg.model.name, ckpt_path, out, tokenizer, **options)
     else:
         export_open_clip(cfg.model.name, ckpt_path, out, **options)

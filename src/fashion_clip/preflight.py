@@ -1,8 +1,9 @@
 """Pre-flight: the config mistakes a run can see before it builds a model or reads a sample.
 
-Every entry point (train, evaluate, wise, export, index) calls `preflight(cfg, entry)` first, so a wrong
-number, a missing file or a checkpoint of another architecture stops the run in seconds with a message
-naming the key, instead of minutes later (after the base model's evaluation) with a traceback.
+Every entry point (train, evaluate, wise, export, index) calls `preflight(cfg, entry)` before it builds
+anything, so a wrong number, a missing file or a checkpoint of another architecture stops the run in seconds
+with a message naming the key, instead of minutes later (after the base model's evaluation) with a
+traceback. Paths are read from where the user launched (`utils.launch_dir`), as the run reads them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fashion_clip.data.shard_spec import REMOTE_PREFIXES, resolve_shards
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.models.checkpoint import checkpoint_state_dict, mismatch
 from fashion_clip.models.factory import check_pretrained
-from fashion_clip.utils.launch_dir import from_launch_dir
+from fashion_clip.utils.launch_dir import from_launch_dir, launch_reference
 
 ENTRIES = ("train", "evaluate", "wise", "export", "index")
 SPLITS = ("train", "val", "test")
@@ -47,6 +48,7 @@ NUMBERS = (
     Number("data.shuffle_buffer", int, 1),
     Number("data.samples_per_epoch", int, 1, nullable=True),
     Number("data.batching_pool", int, 1, nullable=True),
+    Number("data.max_skip_fraction", float, 0, nullable=True),
     Number("trainer.max_epochs", int, -1, nullable=True),
     Number("trainer.max_steps", int, -1),
     Number("trainer.log_every_n_steps", int, 1),
@@ -80,6 +82,13 @@ TRAIN_EVAL_SAMPLES = Number("data.train_eval", int, 1)
 def _kind_name(kind: type) -> str:
     """How a message names a type: users write numbers, not Python classes."""
     return "a whole number" if kind is int else "a number"
+
+
+def check_split(split: str) -> str:
+    """`evaluation.split` names one of a data preset's splits; the message lists them."""
+    if split not in SPLITS:
+        raise ConfigError(f"evaluation.split={split!r} is not one of {', '.join(SPLITS)}")
+    return split
 
 
 def check_number(rule: Number, value: Any, key: str | None = None) -> None:
@@ -192,7 +201,8 @@ def preflight(cfg: DictConfig, entry: str) -> None:
     if entry not in ENTRIES:
         raise ValueError(f"unknown entry point {entry!r}")
     check_numbers(cfg)
-    check_pretrained(cfg.model.name, cfg.model.get("pretrained"))
+    pretrained = cfg.model.get("pretrained")
+    check_pretrained(cfg.model.name, pretrained and launch_reference(cfg.paths.root_dir, pretrained))
     ckpt = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
     if entry in ("wise", "export") and not ckpt:
         raise ConfigError(
@@ -207,9 +217,7 @@ def preflight(cfg: DictConfig, entry: str) -> None:
         check_shards(cfg, _train_splits(cfg))
         check_train_eval(cfg)
     elif entry in ("evaluate", "wise"):
-        if cfg.evaluation.split not in SPLITS:
-            raise ConfigError(f"evaluation.split={cfg.evaluation.split!r} is not one of {', '.join(SPLITS)}")
-        check_shards(cfg, (cfg.evaluation.split,))
+        check_shards(cfg, (check_split(cfg.evaluation.split),))
     if entry in ("export", "index") and cfg.get("out"):
         check_writable(from_launch_dir(cfg.paths.root_dir, cfg.out), "out")
     if entry == "index" and not cfg.get("source"):

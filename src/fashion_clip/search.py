@@ -18,13 +18,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from fashion_clip.errors import ConfigError, exit_on_user_error
-from fashion_clip.retrieval.html_page import refuse_foreign_file, render_page, write_page
-from fashion_clip.retrieval.image_search import BACKENDS, FAISS_MIN_ROWS, open_searcher
 from fashion_clip.retrieval.index_file import load_index
-from fashion_clip.retrieval.product_search import ProductHit, search
-from fashion_clip.retrieval.queries import encode_image_query, encode_text_query, load_query_image
+from fashion_clip.retrieval.page import (
+    image_location,
+    refuse_foreign_file,
+    render_page,
+    thumbnail_data_uri,
+    write_page,
+)
 from fashion_clip.retrieval.query_model import build_query_model
-from fashion_clip.retrieval.thumbnails import image_location, thumbnail_data_uri
+from fashion_clip.retrieval.search import (
+    BACKENDS,
+    FAISS_MIN_ROWS,
+    ProductHit,
+    encode_image_query,
+    encode_text_query,
+    load_query_image,
+    open_searcher,
+    search,
+)
 from fashion_clip.utils.devices import resolve_device
 from fashion_clip.utils.metadata_text import metadata_text
 

@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 
 from fashion_clip.config import hydra_entry
 from fashion_clip.errors import ConfigError, UserError
-from fashion_clip.reports.comparison_report import report
-from fashion_clip.reports.results_file import RESULTS_NAME
+from fashion_clip.records import RESULTS_NAME
+from fashion_clip.reports.comparison import report
 from fashion_clip.training import train
 from fashion_clip.tuning.objective import SearchStopped, listed, make_objective
 from fashion_clip.tuning.search_space import search_space

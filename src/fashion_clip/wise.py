@@ -7,20 +7,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fashion_clip.config import hydra_entry
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.evaluator import evaluate_bundle, split_spec
-from fashion_clip.evaluation.run_identity import run_identity, training_loss
-from fashion_clip.models.checkpoint import load_weights
+from fashion_clip.evaluation.front_door import split_scoring, write_run_outputs
 from fashion_clip.preflight import preflight
-from fashion_clip.reports.comparison import gather
-from fashion_clip.reports.comparison_report import write_report
-from fashion_clip.reports.results_file import BASE, FINETUNED, EvaluationRecord, write_results
-from fashion_clip.reports.results_table import print_records
-from fashion_clip.utils.devices import resolve_device
+from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, run_identity, training_loss
+from fashion_clip.reports.comparison import gather, write_report
+from fashion_clip.reports.tables import print_records
 
 State = Mapping[str, torch.Tensor]
 
@@ -53,29 +49,24 @@ def stage_name(alpha: float) -> str:
 
 def wise(cfg: DictConfig) -> list[EvaluationRecord]:
     """Evaluate every interpolation on one embedding pass each, then write results and the comparison."""
+    scoring = split_scoring(cfg, "wise")
     preflight(cfg, "wise")
     alphas = check_alphas(cfg.alphas)
-    spec = split_spec(cfg.data, cfg.evaluation.split)
-    L.seed_everything(cfg.seed)
-    bundle = instantiate(cfg.model)
-    zero_shot = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    load_weights(bundle.model, cfg.ckpt_path, cfg.model.name, cfg.trust_checkpoint)
-    finetuned = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    protocols = {name: instantiate(protocol) for name, protocol in cfg.protocol.items()}
-    device = resolve_device(cfg.evaluation.device)
-    checkpoint = str(Path(cfg.ckpt_path).resolve())
+    root = cfg.paths.root_dir
+    L.seed_everything(cfg.seed)  # the zero-shot model exactly as a base evaluation builds it
+    zero_shot = load_clip(cfg.model, root=root).bundle.model.state_dict()
+    tuned = load_clip(cfg.model, cfg.ckpt_path, root=root, trust_checkpoint=cfg.trust_checkpoint)
+    finetuned = {k: v.clone() for k, v in tuned.bundle.model.state_dict().items()}
+    loss = training_loss(tuned.ckpt_path)
     records: list[EvaluationRecord] = []
     for alpha in alphas:
-        bundle.model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
-        mixed = None if alpha == 0.0 else f"{checkpoint}@alpha={alpha:g}"
-        identity = run_identity(cfg, stage_name(alpha), mixed, training_loss(cfg.ckpt_path))
-        scored, _ = evaluate_bundle(
-            bundle, spec, protocols, identity, device, cfg.evaluation.batch_size, cfg.evaluation.num_workers
-        )
+        tuned.bundle.model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
+        mixed = None if alpha == 0.0 else f"{tuned.ckpt_path}@alpha={alpha:g}"
+        scored, _ = scoring.score(tuned.bundle, run_identity(cfg, stage_name(alpha), mixed, loss))
         print_records(scored, f"alpha={alpha:g}")
         records += scored
+    write_run_outputs(cfg, scoring, records, {})
     out_dir = Path(cfg.paths.output_dir)
-    write_results(records, out_dir)
     write_report(gather([out_dir]), out_dir)
     return records
 

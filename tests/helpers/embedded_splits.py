@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
+from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
 
 
 def random_split(

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import torch
 
-from fashion_clip.evaluation.embedded_split import ImageRecord
 from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import ClipBundle, create_clip
-from fashion_clip.retrieval.index_file import IndexData
-from fashion_clip.retrieval.indexing import build_index, open_catalogue
-from fashion_clip.retrieval.model_identity import ModelIdentity, clip_config, identify
+from fashion_clip.models.identity import ModelIdentity, clip_config, identify
+from fashion_clip.retrieval.embedding import ImageRecord
+from fashion_clip.retrieval.index_file import IndexData, build_index, open_catalogue
 
 from .tiny_model import TINY
 

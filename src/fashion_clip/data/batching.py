@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fashion_clip.data.samples import decode_sample
+from fashion_clip.data.samples import OnSkip, decode_sample
 from fashion_clip.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ class KeyedSample:
 Composer = Callable[[Iterable[KeyedSample], int, random.Random], Iterator[list[KeyedSample]]]
 
 
-def keyed_samples(samples: Iterable[dict[str, Any]]) -> Iterator[KeyedSample]:
-    """Decodable samples with their product and category; corrupt ones are skipped, logged and counted."""
+def keyed_samples(samples: Iterable[dict[str, Any]], on_skip: OnSkip | None = None) -> Iterator[KeyedSample]:
+    """Decodable samples with their product and category; corrupt ones are skipped, logged, counted and
+    passed to `on_skip`."""
     skipped = 0
     for sample in samples:
         key = sample.get("__key__", "?")
@@ -52,6 +53,8 @@ def keyed_samples(samples: Iterable[dict[str, Any]]) -> Iterator[KeyedSample]:
         except Exception as e:  # any decoder error means a bad sample, never a dead run
             skipped += 1
             log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
+            if on_skip is not None:
+                on_skip(sample)
             continue
         category = meta.get("category")
         yield KeyedSample(

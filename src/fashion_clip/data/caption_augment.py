@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from fashion_clip.data.vocabulary import shipped_sections
 from fashion_clip.errors import ConfigError, MissingInputError
-from fashion_clip.knowledge.vocabulary import shipped_sections
 
 SHIPPED = "caption_vocabulary.yaml"
 MATERIALS_SECTION = "materials"

@@ -10,16 +10,17 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 import webdataset as wds
+from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
-from fashion_clip.data.raw_samples import raw_samples
+from fashion_clip.data.raw_samples import first_samples, is_sample_count, raw_samples, slice_size
 from fashion_clip.data.resumable import ResumableLoader
-from fashion_clip.data.samples import CaptionTransform, CollateWithTokenizer, DecodeOrSkip
+from fashion_clip.data.samples import CaptionTransform, CollateWithTokenizer, DamagedShardsError, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards, shard_sizes
-from fashion_clip.data.train_slice import first_samples, is_sample_count, slice_size
 from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
@@ -74,6 +75,17 @@ def epoch_length(sizes: Sequence[int], world: int, workers: int, batch_size: int
     return max(1, length)
 
 
+def stop_together(strategy: Strategy, failure: DamagedShardsError | None) -> None:
+    """Raise on every rank, at the same train batch, when any rank's data failed its skip check: a rank
+    stopping alone would leave the others waiting in their next collective. The message is every failing
+    rank's own (which shards, how many samples)."""
+    if not strategy.reduce_boolean_decision(failure is not None, all=False):
+        return
+    messages: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(messages, None if failure is None else str(failure))
+    raise DamagedShardsError("\n".join(message for message in messages if message))
+
+
 class WebDatasetDataModule(L.LightningDataModule):
     """Shards in, tokenized batches out; transforms and tokenizer come from the model preset.
 
@@ -82,6 +94,8 @@ class WebDatasetDataModule(L.LightningDataModule):
     chooses which samples share a train batch (data/batching.py); evaluation splits are never composed.
     `train_eval` (a shard spec, or N: the first N train samples in shard order) is validated beside `val`.
     `caption_augment` rewrites each picked train caption (data/caption_augment.py); evaluation never.
+    `max_skip_fraction` stops training when a worker's stream skips more than that fraction of its samples
+    as undecodable (samples.SkipTally); under DDP every rank stops at the same batch (`stop_together`).
     """
 
     def __init__(
@@ -103,6 +117,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         batching: str = "random",
         batching_pool: int | None = None,
         caption_augment: CaptionTransform | None = None,
+        max_skip_fraction: float | None = 0.05,
     ) -> None:
         super().__init__()
         self.compose = make_composer(batching, batch_size, batching_pool)
@@ -122,6 +137,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.seed = seed
         self.caption_augment = caption_augment
+        self.max_skip_fraction = max_skip_fraction
         self._train_loader: ResumableLoader | None = None
         self._restored_position: dict[str, Any] | None = None
 
@@ -211,6 +227,7 @@ class WebDatasetDataModule(L.LightningDataModule):
             resampled_batches=resampled_batches,
             length=length,
             compose=self.compose,
+            max_skip_fraction=self.max_skip_fraction,
         )
 
     def _loader(self, split: str) -> torch.utils.data.DataLoader:
@@ -244,6 +261,16 @@ class WebDatasetDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("test")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Under DDP with the skip check on, every train batch is where all ranks learn of a failed check."""
+        if self.trainer is not None and self.trainer.training and self._coordinates_failures():
+            stop_together(self.trainer.strategy, self._train_loader.failure if self._train_loader else None)
+        return batch
+
+    def _coordinates_failures(self) -> bool:
+        """Whether a skip-check failure must wait for every rank (on one process the loader raises it)."""
+        return self._world_size() > 1 and self.max_skip_fraction is not None
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: Lightning restores it before anything asks for the train loader

@@ -16,10 +16,11 @@ import webdataset as wds
 from fashion_clip.data.batching import Composer, KeyedSample, keyed_samples
 from fashion_clip.data.raw_samples import RawSample, raw_samples
 from fashion_clip.data.resumable import StreamPosition
-from fashion_clip.data.samples import CollateWithTokenizer, DecodeOrSkip
+from fashion_clip.data.samples import CollateWithTokenizer, DamagedShardsError, DecodeOrSkip, SkipTally
 
-# what a worker yields: (logical worker, raw samples it has read so far, batch)
-TaggedBatch = tuple[int, int, dict[str, torch.Tensor]]
+# what a worker yields: (logical worker, raw samples it has read so far, batch); in place of a batch, the
+# error that ended its stream because more than data.max_skip_fraction of its samples failed to decode
+TaggedBatch = tuple[int, int, dict[str, torch.Tensor] | DamagedShardsError]
 
 
 def derive_seed(*parts: object) -> int:
@@ -69,6 +70,8 @@ class EpochStream(torch.utils.data.IterableDataset):
     Set `start` before each iteration (`ResumableLoader` does): workers receive a copy at that point.
     With a `compose` (data/batching.py) a worker's batches are composed from its stream instead of taken
     in order; resuming replays the composition of the batches already yielded, from the samples' json.
+    A worker whose stream skips more than `max_skip_fraction` of its samples (samples.SkipTally) ends it,
+    yielding the DamagedShardsError in place of a batch.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         resampled_batches: int | None = None,
         length: int | None = None,
         compose: Composer | None = None,
+        max_skip_fraction: float | None = None,
     ) -> None:
         super().__init__()
         self.urls = list(urls)
@@ -97,6 +101,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         self.resampled_batches = resampled_batches
         self.length = length
         self.compose = compose
+        self.max_skip_fraction = max_skip_fraction
         self.start = StreamPosition.epoch_start(0, 1)
 
     def __len__(self) -> int:
@@ -104,6 +109,12 @@ class EpochStream(torch.utils.data.IterableDataset):
         if self.length is None:
             raise TypeError("the train split has no manifest, so its epoch length is unknown")
         return self.length
+
+    @property
+    def refills(self) -> bool:
+        """Whether a short epoch is made up by reading the rank's shards again from the epoch's start:
+        under DDP without resampling each rank must yield the agreed `length`, or the others wait forever."""
+        return self.world_size > 1 and self.resampled_batches is None and self.length is not None
 
     def __iter__(self) -> Iterator[TaggedBatch]:
         info = torch.utils.data.get_worker_info()
@@ -121,9 +132,13 @@ class EpochStream(torch.utils.data.IterableDataset):
             seed = self._worker_seed(epoch, worker, "shards")
             drawn = wds.ResampledShards(self.urls, deterministic=True, worker_seed=lambda: seed)
             return (shard["url"] for shard in drawn)
+        return self.rank_shards(epoch)[worker::workers]
+
+    def rank_shards(self, epoch: int) -> list[str]:
+        """This rank's shard urls for a (not resampled) epoch, all its workers' together."""
         urls = list(self.urls)
         random.Random(derive_seed(self.seed, epoch, "shards")).shuffle(urls)
-        return urls[self.rank :: self.world_size][worker::workers]
+        return urls[self.rank :: self.world_size]
 
     def _samples(self, epoch: int, worker: int, workers: int) -> Iterator[RawSample]:
         """Raw (undecoded) samples of this worker's shards through the seeded shuffle buffer."""
@@ -131,18 +146,35 @@ class EpochStream(torch.utils.data.IterableDataset):
         rng = random.Random(self._worker_seed(epoch, worker, "samples"))
         return wds.shuffle(self.shuffle_buffer, rng=rng)(samples)
 
+    def _tally(self, samples: CountingIterator, epoch: int, worker: int) -> SkipTally:
+        """The skip check of this worker's stream, over the samples it reads from now on (a resumed worker
+        skips samples undecoded, so they cannot count)."""
+        offset = samples.count
+        where = f"by rank {self.rank}'s data worker {worker} in epoch {epoch}"
+        return SkipTally(self.max_skip_fraction, lambda: samples.count - offset, where)
+
     def _batches(self, start: StreamPosition, worker: int, workers: int) -> Iterator[TaggedBatch]:
-        """Skip what this worker yielded before `start`, then decode and batch the rest (full batches)."""
+        """This worker's batches from `start`, ended by the DamagedShardsError its skip check raises."""
         samples = CountingIterator(self._samples(start.epoch, worker, workers))
+        try:
+            yield from self._decoded_batches(samples, start, worker)
+        except DamagedShardsError as error:
+            yield worker, samples.count, error
+
+    def _decoded_batches(
+        self, samples: CountingIterator, start: StreamPosition, worker: int
+    ) -> Iterator[TaggedBatch]:
+        """Skip what this worker yielded before `start`, then decode and batch the rest (full batches)."""
         first, last = start.worker_batches[worker], self.resampled_batches
         indices = itertools.count(first) if last is None else range(first, last)
         if self.compose is not None:
             yield from self._composed_batches(samples, start.epoch, worker, first, indices)
             return
         samples.skip(start.worker_samples[worker])
+        tally = self._tally(samples, start.epoch, worker)
         for index in indices:
             with seeded_rng(self._worker_seed(start.epoch, worker, "batch", index)):
-                decoded = list(itertools.islice(self.decode(samples), self.batch_size))
+                decoded = list(itertools.islice(self.decode(samples, tally), self.batch_size))
             if len(decoded) < self.batch_size:
                 return
             yield worker, samples.count, self.collate(decoded)
@@ -152,16 +184,17 @@ class EpochStream(torch.utils.data.IterableDataset):
     ) -> Iterator[TaggedBatch]:
         """Compose batches from the json, replay the first `first` of them, then decode each one."""
         rng = random.Random(self._worker_seed(epoch, worker, "batching"))
-        composed = self.compose(keyed_samples(samples), self.batch_size, rng)
+        tally = self._tally(samples, epoch, worker)
+        composed = self.compose(keyed_samples(samples, tally), self.batch_size, rng)
         collections.deque(itertools.islice(composed, first), maxlen=0)
         for index, batch in zip(indices, composed, strict=False):  # indices end first when resampled
-            yield worker, samples.count, self._decode_composed(batch, epoch, worker, index)
+            yield worker, samples.count, self._decode_composed(batch, epoch, worker, index, tally)
 
     def _decode_composed(
-        self, batch: list[KeyedSample], epoch: int, worker: int, index: int
+        self, batch: list[KeyedSample], epoch: int, worker: int, index: int, tally: SkipTally
     ) -> dict[str, torch.Tensor]:
         """Decode a composed batch on the batch's own seed; corrupt samples skipped before it count here."""
         with seeded_rng(self._worker_seed(epoch, worker, "batch", index)):
-            collated = self.collate(list(self.decode(item.sample for item in batch)))
+            collated = self.collate(list(self.decode((item.sample for item in batch), tally)))
         collated["skipped"] += sum(item.skipped for item in batch)
         return collated

@@ -8,8 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fashion_clip.errors import ConfigError, MissingInputError
-from fashion_clip.utils.atomic_output import atomic_output
-from fashion_clip.utils.safe_names import plain_file_name
+from fashion_clip.utils.files import atomic_output, plain_file_name
 
 MANIFEST_NAME = "manifest.json"
 REWRITE_MANIFEST = "write the split again with the shard tools, or edit the manifest to list the tars by name"

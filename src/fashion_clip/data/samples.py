@@ -2,22 +2,75 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 from PIL import Image
+
+from fashion_clip.errors import UserError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 # rewrites a training caption with the given RNG (data/caption_augment.py), so a seed replays it
 CaptionTransform = Callable[[str, random.Random], str]
+# called with each sample that fails to decode (a `SkipTally` counts them per shard)
+OnSkip = Callable[[dict[str, Any]], None]
+# a stream's skip rate is judged from its MIN_SKIPPED-th undecodable sample on, so a few bad samples early
+# in a stream never stop a run (data.max_skip_fraction in conf/data/_base.yaml)
+MIN_SKIPPED = 20
+WORST_SHARDS = 3
+
+
+class DamagedShardsError(UserError, RuntimeError):
+    """Too many train samples failed to decode: the message names the shards to check or re-ingest."""
+
+
+def worst_shards(skipped: Mapping[str, int], count: int = WORST_SHARDS) -> str:
+    """The shards with the most undecodable samples, worst first, as a message names them."""
+    return ", ".join(f"{url} ({n} skipped)" for url, n in collections.Counter(skipped).most_common(count))
+
+
+def too_damaged(skipped: int, read: int, max_fraction: float | None) -> bool:
+    """Whether a stream skipped more than `max_fraction` of the samples it read; judged only from its
+    MIN_SKIPPED-th skip on, and never when the check is off (None)."""
+    return max_fraction is not None and skipped >= MIN_SKIPPED and skipped > max_fraction * read
+
+
+def damage_message(skipped: Mapping[str, int], read: int, max_fraction: float, where: str) -> str:
+    """What stopped the run and what to do, naming the worst shards."""
+    total = sum(skipped.values())
+    return (
+        f"data.train: {total} of the {read} samples read {where} failed to decode ({total / read:.0%}), more "
+        f"than data.max_skip_fraction={max_fraction}. Worst shards: {worst_shards(skipped)}. Check those "
+        "shards (the warnings above name each bad sample) and re-ingest them from their source "
+        "(docs/data.md), or raise data.max_skip_fraction (null turns the check off)."
+    )
+
+
+class SkipTally:
+    """Undecodable samples per shard in one worker's stream, checked against `data.max_skip_fraction`
+    at each one: the check needs no extra pass over the data and stops a run as soon as it fails."""
+
+    def __init__(self, max_fraction: float | None, read: Callable[[], int], where: str) -> None:
+        self.max_fraction = max_fraction
+        self.read = read
+        self.where = where
+        self.skipped: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, sample: dict[str, Any]) -> None:
+        """Count one undecodable sample; raise DamagedShardsError once the stream is over the limit."""
+        self.skipped[sample.get("__url__", "?")] += 1
+        read = self.read()
+        if too_damaged(self.skipped.total(), read, self.max_fraction):
+            raise DamagedShardsError(damage_message(self.skipped, read, self.max_fraction, self.where))
 
 
 def product_key(product_id: str) -> int:
@@ -75,7 +128,11 @@ class DecodeOrSkip:
         self.random_caption = random_caption
         self.caption_augment = caption_augment
 
-    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def __call__(
+        self, samples: Iterable[dict[str, Any]], on_skip: OnSkip | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Decoded samples; each undecodable one is logged, counted in the next survivor and passed to
+        `on_skip`."""
         rng = random.Random(torch.initial_seed())
         skipped = 0
         for sample in samples:
@@ -85,6 +142,8 @@ class DecodeOrSkip:
             except Exception as e:  # any decoder error means a bad sample, never a dead run
                 skipped += 1
                 log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
+                if on_skip is not None:
+                    on_skip(sample)
                 continue
             caption = rng.choice(captions) if self.random_caption else captions[0]
             if self.caption_augment is not None:

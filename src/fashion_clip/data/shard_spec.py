@@ -10,7 +10,7 @@ import braceexpand
 
 from fashion_clip.data.manifest import MANIFEST_NAME, read_manifest
 from fashion_clip.errors import MissingInputError
-from fashion_clip.utils.safe_names import has_url_scheme
+from fashion_clip.utils.files import has_url_scheme
 
 # URLs are taken as given only from the user's own spec; a manifest or a directory listing gives local files
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://")

@@ -17,7 +17,7 @@ from fashion_clip.demo.presets import DEFAULT_DIFFICULTY, DEFAULT_PRODUCTS, Diff
 from fashion_clip.demo.products import Product, plan_products
 from fashion_clip.demo.rendering import render_views
 from fashion_clip.ingest.shard_writer import ShardSink
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.files import atomic_output
 
 STAMP_NAME = "catalogue.json"
 GENERATOR_VERSION = 1

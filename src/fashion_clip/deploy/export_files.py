@@ -15,7 +15,7 @@ from typing import Any
 from fashion_clip.deploy.image_preprocess import INTERPOLATIONS, RESIZE_MODES
 from fashion_clip.deploy.text_tokenizer import CLEANERS
 from fashion_clip.errors import MissingInputError, UserError
-from fashion_clip.utils.safe_names import plain_file_name
+from fashion_clip.utils.files import plain_file_name
 
 FORMAT_NAME = "fashion-clip-onnx"
 FORMAT_VERSION = 1

@@ -10,7 +10,7 @@ from torch import nn
 
 from fashion_clip.deploy.runtime import OnnxClip
 from fashion_clip.models.factory import ClipBundle
-from fashion_clip.retrieval.model_identity import ModelIdentity, clip_config
+from fashion_clip.models.identity import ModelIdentity, clip_config
 
 
 class OnnxTowers(nn.Module):

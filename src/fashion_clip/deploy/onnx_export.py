@@ -35,12 +35,7 @@ from fashion_clip.deploy.export_files import (
 )
 from fashion_clip.deploy.tokenizer_export import TOKENIZER_FILE, export_tokenizer
 from fashion_clip.errors import UserError
-from fashion_clip.utils.atomic_output import (
-    OutputExistsError,
-    atomic_directory,
-    holds_something,
-    refuse_replacing,
-)
+from fashion_clip.utils.files import OutputExistsError, atomic_directory, holds_something, refuse_replacing
 
 log = logging.getLogger(__name__)
 

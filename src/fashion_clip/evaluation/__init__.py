@@ -1,1 +1,2 @@
-"""Evaluation: embed a split once, then score it under named protocols (full, sample100, zeroshot)."""
+"""Evaluation: embed a split once (retrieval/embedding.py), then score it under named protocols, one module
+per conf/protocol/*.yaml (full, sample100, zeroshot, attributes)."""

@@ -1,4 +1,5 @@
-"""The one front door to evaluation: embed a split once, score it under each protocol, return records."""
+"""One model on one split: embed the split once, score it under each protocol, return the records
+(`evaluation.front_door` builds these calls from a run's config)."""
 
 from __future__ import annotations
 
@@ -13,22 +14,19 @@ from omegaconf import DictConfig
 
 from fashion_clip.data.catalogue_reader import ShardCatalogue
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit
-from fashion_clip.evaluation.embedding import borrowed, embed_catalogue
 from fashion_clip.models.factory import ClipBundle
-from fashion_clip.reports.results_file import EvaluationRecord
+from fashion_clip.preflight import check_split
+from fashion_clip.records import EvaluationRecord
+from fashion_clip.retrieval.embedding import EmbeddedSplit, borrowed, embed_catalogue
 
 log = logging.getLogger(__name__)
 
 Protocol = Callable[..., dict[str, float]]
-SPLITS = ("train", "val", "test")
 
 
 def split_spec(data: DictConfig, split: str) -> str | list[str]:
     """The shard spec of the chosen split, with errors naming the key a user must set."""
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    spec = data.get(split)
+    spec = data.get(check_split(split))
     if not spec:
         raise ConfigError(f"data.{split} is not set for data={data.get('name')}: give the {split} shard spec")
     return spec

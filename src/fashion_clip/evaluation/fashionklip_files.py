@@ -6,18 +6,16 @@ named by their catalogue (shard) key (`image_id`, and in predictions `item_ids`)
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.retrieval.embedding import EmbeddedSplit
+from fashion_clip.utils.files import atomic_text, write_jsonl
 
 IMAGE_FEATURES = "image_features.jsonl"
 QUERY_FEATURES = "query_features.jsonl"
@@ -25,21 +23,6 @@ PREDICTIONS = "predictions.jsonl"
 SCORES = "scores.json"
 ID_KEYS = ("image_id", "query_id", "text_id")  # text_id: Chinese-CLIP's name for a query id
 RECALL_KS = (1, 5, 10)
-
-
-@contextlib.contextmanager
-def atomic_text(path: str | Path) -> Iterator[Any]:
-    """A text file that appears under `path` only once complete, so a crash never leaves half a file."""
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        yield f
-
-
-def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]], total: int) -> Path:
-    """One JSON object per line, streamed with progress, so large splits never build the file in memory."""
-    with atomic_text(path) as f:
-        for record in tqdm(records, total=total, desc=f"writing {Path(path).name}", unit="line"):
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return Path(path)
 
 
 def write_image_features(split: EmbeddedSplit, path: str | Path) -> Path:

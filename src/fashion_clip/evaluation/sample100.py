@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.embedded_split import CaptionRecord, EmbeddedSplit, ImageRecord
+from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
 
 UNKNOWN = -1
 

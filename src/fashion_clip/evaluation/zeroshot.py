@@ -1,8 +1,10 @@
-"""Zero-shot category classification: images vs. prompted category names, a check that needs no captions."""
+"""Zero-shot category classification: images vs. prompted category names, a check that needs no captions;
+and the prompt templates that turn a category or attribute value into sentences for the text tower."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from string import Formatter
 
 import open_clip
 import torch
@@ -10,9 +12,39 @@ from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit, ImageRecord
-from fashion_clip.evaluation.embedding import autocast
-from fashion_clip.evaluation.prompt_templates import DEFAULT_TEMPLATES, check_templates
+from fashion_clip.retrieval.embedding import EmbeddedSplit, ImageRecord, autocast
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of {}.",
+    "a product photo of {}.",
+    "a catalogue photo of {}.",
+    "a studio photo of {} on a plain background.",
+    "an online shop photo of {}.",
+    "{}, a fashion item.",
+)
+
+
+def format_fields(template: str, key: str = "zeroshot.templates") -> list[str]:
+    """Names of the replacement fields in a template ('' for `{}`); literal `{{`/`}}` are not fields."""
+    try:
+        return [field for _, field, _, _ in Formatter().parse(template) if field is not None]
+    except ValueError as e:
+        raise ConfigError(f"{key}: {template!r} is not a valid format string: {e}") from e
+
+
+def check_templates(templates: Sequence[str], key: str = "zeroshot.templates") -> tuple[str, ...]:
+    """Fail before any text is encoded when a template would not mention the value exactly once;
+    `key` is the config key the message names."""
+    if isinstance(templates, str) or len(templates) == 0:
+        raise ConfigError(f"{key} must be a non-empty list of strings, got {templates!r}")
+    for template in templates:
+        if not isinstance(template, str) or format_fields(template, key) != [""]:
+            raise ConfigError(
+                f"{key}: template {template!r} must contain exactly one '{{}}' where the "
+                f"value goes (and no other '{{...}}' field), e.g. 'a photo of {{}}.'"
+            )
+    return tuple(templates)
+
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 TOP_K = 5

@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fashion_clip.data.manifest import ShardEntry, sha256_file
-from fashion_clip.utils.atomic_output import atomic_output
-from fashion_clip.utils.safe_names import plain_file_name
+from fashion_clip.utils.files import atomic_output, plain_file_name
 
 JOURNAL_SUFFIX = ".journal.json"
 SETTINGS_SUFFIX = ".settings.json"

@@ -2,22 +2,26 @@
 
 A finished split records the settings it was written with (`.{dataset}.settings.json`), so a rerun from
 another input or with other options is refused unless asked to replace it (`refuse_changed_split`).
+Items are encoded by a parallel map that keeps input order and bounds memory, so shards are identical
+for any worker count.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm import tqdm
 
 from fashion_clip.data.manifest import MANIFEST_NAME, Manifest, read_manifest
 from fashion_clip.errors import UserError
 from fashion_clip.ingest.items import CatalogueItem, Entry, Rejected, encoder
-from fashion_clip.ingest.ordered_pool import ordered_map
 from fashion_clip.ingest.product_split import write_products
 from fashion_clip.ingest.shard_journal import (
     changed_settings,
@@ -27,7 +31,44 @@ from fashion_clip.ingest.shard_journal import (
     write_settings,
 )
 from fashion_clip.ingest.shard_writer import INDEX_DIGITS, ShardSink
-from fashion_clip.utils.atomic_output import OutputExistsError
+from fashion_clip.utils.files import OutputExistsError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+TASK_SIZE = 8
+TASKS_PER_WORKER = 4
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Fixed-size groups, so one inter-process message carries several images."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _apply(fn: Callable[[T], R], batch: list[T]) -> list[R]:
+    """Worker side of one task (module level so process pools can pickle it)."""
+    return [fn(item) for item in batch]
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 1) -> Iterator[R]:
+    """`map(fn, items)` on processes, with few tasks in flight so a 20 GB source streams, never read ahead."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pool = ProcessPoolExecutor(max_workers=workers)
+    window: deque[Future[list[R]]] = deque()
+    try:
+        for batch in batched(items, TASK_SIZE):
+            window.append(pool.submit(_apply, fn, batch))
+            if len(window) >= workers * TASKS_PER_WORKER:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
 
 SEPARATOR = "."
 # the products left out for sibling splits follow the other splits on disk, not this run's input or options

@@ -20,9 +20,8 @@ from torch import nn
 
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.knowledge.build import build_missing_knowledge_base
-from fashion_clip.knowledge.concepts import Concept
+from fashion_clip.knowledge.concepts import Concept, ConceptMatcher
 from fashion_clip.knowledge.fashionklip_kb import read_knowledge_base
-from fashion_clip.knowledge.matching import ConceptMatcher
 from fashion_clip.knowledge.prototypes import ConceptPrototypes
 from fashion_clip.losses.concept import HYPERNYM_TARGETS, NAMED_TARGETS, ConceptLoss
 

@@ -17,11 +17,11 @@ import torch.distributed as dist
 from fashion_clip.data.raw_samples import raw_samples
 from fashion_clip.data.samples import sample_captions
 from fashion_clip.data.shard_spec import count_samples, resolve_shards
+from fashion_clip.data.vocabulary import load_vocabulary
 from fashion_clip.errors import MissingInputError, UserError, exit_on_user_error
 from fashion_clip.ingest.sources.json_mapping import MappingError, MappingKeys, read_records, record_captions
 from fashion_clip.knowledge.concepts import Concept, extract_concepts, summary_rows
 from fashion_clip.knowledge.fashionklip_kb import QUERIES, refuse_existing_base, write_knowledge_base
-from fashion_clip.knowledge.vocabulary import load_vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from zipfile import BadZipFile
 import numpy as np
 
 from fashion_clip.errors import MissingInputError, UserError
-from fashion_clip.evaluation.fashionklip_files import write_jsonl
 from fashion_clip.knowledge.concepts import Concept
-from fashion_clip.utils.atomic_output import atomic_directory, refuse_replacing
+from fashion_clip.utils.files import atomic_directory, refuse_replacing, write_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +21,9 @@ from fashion_clip.errors import ConfigError
 from fashion_clip.losses.base import TrainingLoss
 from fashion_clip.metrics import RetrievalRecall
 from fashion_clip.models.cached_accumulation import accumulate_contrastive_gradients, split_batch
-from fashion_clip.optim.fused import build_optimizer, fused_refusal
-from fashion_clip.optim.param_groups import param_groups
+from fashion_clip.optim import build_optimizer, fused_refusal, param_groups
+
+log = logging.getLogger(__name__)
 
 
 def ensure_logit_params(model: open_clip.CLIP, loss: TrainingLoss) -> None:
@@ -28,6 +32,18 @@ def ensure_logit_params(model: open_clip.CLIP, loss: TrainingLoss) -> None:
         return
     model.logit_bias = nn.Parameter(torch.full_like(model.logit_scale.data, loss.init_logit_bias))
     model.logit_scale.data.fill_(loss.init_logit_scale)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so Lightning's Ctrl-C shutdown stops every rank."""
+
+
+def interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """Stop as Ctrl-C does (Lightning tears down, kills the other local ranks, exits 1). Lightning's own
+    SIGTERM handler broadcasts from inside the handler, out of step with the other ranks' collectives, which
+    can leave DDP ranks waiting forever; and a run it stopped exited 0, as if training had finished."""
+    log.warning("received SIGTERM: stopping training")
+    raise Terminated(f"received signal {signum}")
 
 
 def check_accumulate_options(accumulate: int, gradient_clip_val: float | None) -> None:
@@ -159,6 +175,11 @@ class ClipModule(L.LightningModule):
             batch_size=len(batch["image"]),
             add_dataloader_idx=False,
         )
+
+    def on_train_start(self) -> None:
+        """Lightning installs its SIGTERM handler just before this hook; replace it (interrupt_on_sigterm)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, interrupt_on_sigterm)
 
     def configure_callbacks(self) -> list[L.Callback]:
         """The first hook that sees the trainer and data module: check accumulation before any work."""

@@ -28,7 +28,7 @@ class ClipBundle:
     model: open_clip.CLIP
     train_transform: Callable[[Any], torch.Tensor]
     val_transform: Callable[[Any], torch.Tensor]
-    tokenizer: Callable[[list[str]], torch.Tensor]
+    tokenizer: Callable[[list[str]], torch.Tensor] | None
 
 
 def _pretrained_help(name: str, pretrained: str) -> str:
@@ -112,14 +112,16 @@ def create_clip(
     cache_dir: str | None = None,
     force_image_size: int | None = None,
     grad_checkpointing: bool = False,
+    with_tokenizer: bool = True,
     **controls: Any,
 ) -> ClipBundle:
     """Hydra's `_target_` for `conf/model/*`: the model, its transforms and tokenizer as one object.
 
     `controls` are the remaining `model.*` switches (see `apply_controls`): lock, lora, compile,
-    compile_backend.
+    compile_backend. `with_tokenizer=False` leaves the tokenizer out (None) for callers that only need the
+    weights, such as an open_clip export, which must not download a Hugging Face tokenizer.
     """
-    tok = create_tokenizer(name, tokenizer, cache_dir)
+    tok = create_tokenizer(name, tokenizer, cache_dir) if with_tokenizer else None
     model, train_tf, val_tf = create_model(
         name, pretrained, cache_dir, force_image_size, grad_checkpointing, **controls
     )

@@ -18,7 +18,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.models.towers import TOWERS, tower_of
+from fashion_clip.models.tower_lock import TOWERS, tower_of
 
 EXAMPLES = 8
 # A timm image tower (SigLIP2's) has no nn.MultiheadAttention: its attention is a plain module around the

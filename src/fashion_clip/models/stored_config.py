@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from fashion_clip.errors import UserError
-from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import ClipBundle, create_clip
 from fashion_clip.models.lora import LoraSettings
 from fashion_clip.models.tower_lock import LockSettings
@@ -122,18 +121,7 @@ def checked_arguments(config: Mapping[str, Any], source: str | Path) -> dict[str
     return arguments
 
 
-def clip_from_stored(
-    config: Mapping[str, Any],
-    source: str | Path,
-    ckpt_path: str | Path | None = None,
-    trust_checkpoint: bool = False,
-) -> ClipBundle:
-    """The bundle a stored config describes, with the checkpoint's weights when one is given (then the
-    base weights are not loaded: the checkpoint replaces every one)."""
-    arguments = checked_arguments(config, source)
-    if ckpt_path:
-        arguments["pretrained"] = None
-    bundle = create_clip(**arguments)
-    if ckpt_path:
-        load_weights(bundle.model, ckpt_path, arguments["name"], trust_checkpoint)
-    return bundle
+def clip_from_stored(config: Mapping[str, Any], source: str | Path, **overrides: Any) -> ClipBundle:
+    """The bundle a stored config describes, built by field and never instantiated; `overrides` are the
+    caller's own arguments (`pretrained=None` when a checkpoint replaces every weight)."""
+    return create_clip(**checked_arguments(config, source) | overrides)

@@ -1,8 +1,10 @@
-"""Freeze the image and/or text tower (LiT-style) with open_clip's own lock methods, counts checked first."""
+"""Which tower a parameter belongs to, for open_clip's two model layouts (CLIP and CustomTextCLIP), and
+locking the towers (model.lock): freeze a tower, or all of it but its last groups or layers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import open_clip
 from open_clip.timm_model import TimmModel
@@ -11,7 +13,23 @@ from timm.models import group_parameters
 from torch import nn
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.models.towers import text_tower, tower_of
+
+Tower = Literal["image", "text"]
+TOWERS: tuple[Tower, ...] = ("image", "text")
+SHARED = ("logit_scale", "logit_bias")
+
+
+def tower_of(name: str) -> Tower | None:
+    """'image' or 'text' for a parameter or module name; None for the shared temperature and bias."""
+    top = name.split(".", 1)[0]
+    if top in SHARED:
+        return None
+    return "image" if top == "visual" else "text"
+
+
+def text_tower(model: nn.Module) -> nn.Module:
+    """The module holding the text tower's parts: `model.text`, or the CLIP itself, which unpacks them."""
+    return getattr(model, "text", model)
 
 
 def _check_unused(key: str, value: int, switch: str, locked: bool) -> None:

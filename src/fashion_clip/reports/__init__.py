@@ -1,2 +1,2 @@
-"""Reporting: the results file, the tables and charts people read, cross-run comparison and its sweep
-callback, the before/after recall table and the hyperparameters TensorBoard compares."""
+"""Reporting: the tables of one run (tables.py), the comparison of many (comparison.py) and the failure
+gallery page (pages.py). The results file they read is `fashion_clip.records`."""

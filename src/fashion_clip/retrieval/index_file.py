@@ -1,4 +1,5 @@
-"""The index file: fp16 unit-norm image embeddings, one metadata row per image, and the model identity.
+"""The index file: fp16 unit-norm image embeddings, one metadata row per image, and the model identity;
+built by embedding every image of a catalogue (shards or a plain folder) with its metadata.
 
 Stored with `torch.save` as a dict of tensors and plain Python types (metadata column by column, which
 pickles far smaller than one dict per row), so it loads with `torch.load(weights_only=True)`.
@@ -14,10 +15,13 @@ from typing import Any
 
 import torch
 
+from fashion_clip.data.catalogue_reader import FolderCatalogue, ShardCatalogue, Transform
+from fashion_clip.data.manifest import MANIFEST_NAME
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
-from fashion_clip.evaluation.embedded_split import ImageRecord
-from fashion_clip.retrieval.model_identity import ModelIdentity
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.models.factory import ClipBundle
+from fashion_clip.models.identity import ModelIdentity
+from fashion_clip.retrieval.embedding import ImageRecord, embed_catalogue
+from fashion_clip.utils.files import atomic_output
 
 FORMAT_NAME = "fashion-clip-index"
 FORMAT_VERSION = 1
@@ -127,3 +131,45 @@ def load_index(path: str | Path) -> IndexData:
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         raise UserError(f"cannot read index '{path}' ({type(e).__name__}: {e}): rebuild it") from e
     return from_payload(check_payload(payload, path))
+
+
+def is_image_folder(source: str) -> bool:
+    """A directory without manifest.json is read as loose images; anything else as a shard spec."""
+    path = Path(source).expanduser()
+    return path.is_dir() and not (path / MANIFEST_NAME).is_file()
+
+
+def open_catalogue(source: str, transform: Transform) -> torch.utils.data.IterableDataset:
+    """The reader for `source`, with errors naming the `source` setting."""
+    try:
+        if is_image_folder(source):
+            return FolderCatalogue(source, transform)
+        return ShardCatalogue(source, transform, split="source")
+    except MissingInputError as e:
+        raise MissingInputError(
+            f"source={source!r}: {e} (give a split directory holding {MANIFEST_NAME}, a shard pattern, "
+            f"or a folder of images)"
+        ) from e
+
+
+def build_index(
+    bundle: ClipBundle,
+    dataset: torch.utils.data.IterableDataset,
+    identity: ModelIdentity,
+    catalogue: str,
+    batch_size: int = 256,
+    num_workers: int = 2,
+    device: torch.device | str = "cpu",
+) -> IndexData:
+    """Embed every readable image (unit norm, stored as float16 to halve the file) in catalogue order."""
+    split = embed_catalogue(
+        bundle.model,
+        bundle.tokenizer,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        with_captions=False,
+        description="indexing",
+    )
+    return IndexData(split.image_features.half(), split.images, identity, catalogue, split.skipped)

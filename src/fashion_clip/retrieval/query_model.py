@@ -10,10 +10,9 @@ from pathlib import Path
 
 import torch
 
-from fashion_clip.deploy.onnx_bundle import onnx_bundle, onnx_identity
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.models.factory import ClipBundle
-from fashion_clip.models.stored_config import clip_from_stored
-from fashion_clip.retrieval.model_identity import ModelIdentity, check_same_model, identify
+from fashion_clip.models.identity import ModelIdentity, check_same_model
 
 # model keys of index files written before the tower locks became one `model.lock` object
 LEGACY_LOCK_KEYS = {
@@ -64,17 +63,18 @@ def build_query_model(
 ) -> ClipBundle:
     """The index's model (each given argument replaces its stored value), checked to have the same weights.
 
-    An ONNX export (`onnx`, or the one the index was built with) is run by onnxruntime on the CPU.
+    An ONNX export (`onnx`, or the one the index was built with) is run by onnxruntime on the CPU; an export
+    holds its weights, so one given with `ckpt_path` is refused.
     `source` names the index in messages; `trust_checkpoint` opts in to a full unpickle of the checkpoint.
     """
     export = onnx_export_of(index_model, onnx, pretrained, ckpt_path)
-    if export:
-        bundle = onnx_bundle(export)
-        check_same_model(index_model, onnx_identity(bundle))
-        return bundle
-    config = query_config(index_model, name, pretrained, tokenizer)
-    ckpt_path = ckpt_path or index_model.ckpt_path
-    bundle = clip_from_stored(config, source, ckpt_path, trust_checkpoint)
-    check_same_model(index_model, identify(bundle.model, config, ckpt_path))
-    bundle.model.eval().to(device)
-    return bundle
+    loaded = load_clip(
+        query_config(index_model, name, pretrained, tokenizer),
+        ckpt_path or (None if export else index_model.ckpt_path),
+        source=source,
+        onnx=export,
+        trust_checkpoint=trust_checkpoint,
+    )
+    check_same_model(index_model, loaded.identity)
+    loaded.bundle.model.eval().to(device)
+    return loaded.bundle

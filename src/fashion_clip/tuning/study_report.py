@@ -19,7 +19,7 @@ from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from fashion_clip.utils.atomic_output import atomic_output  # noqa: E402
+from fashion_clip.utils.files import atomic_output  # noqa: E402
 
 log = logging.getLogger(__name__)
 

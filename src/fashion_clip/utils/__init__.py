@@ -1,1 +1,2 @@
-"""Small helpers every part uses: atomic file output, device choice, run-directory paths."""
+"""Small helpers every part uses: files (atomic output, plain names), device choice, metadata text,
+run-directory paths."""

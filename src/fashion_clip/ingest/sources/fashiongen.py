@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fashion_clip.errors import UserError
-from fashion_clip.ingest.captions import caption_list, clean_captions, decode_text
 from fashion_clip.ingest.items import (
     BAD_PICKLE,
     EMPTY_CAPTION,
@@ -27,6 +26,9 @@ from fashion_clip.ingest.items import (
     CatalogueItem,
     Entry,
     Rejected,
+    caption_list,
+    clean_captions,
+    decode_text,
     without_duplicates,
 )
 from fashion_clip.ingest.run_summary import (
@@ -36,7 +38,7 @@ from fashion_clip.ingest.run_summary import (
     print_line,
     skipped_table,
 )
-from fashion_clip.utils.atomic_output import atomic_output, refuse_existing
+from fashion_clip.utils.files import atomic_output, refuse_existing
 
 PROG = "fashion-clip-fashiongen"
 REQUIRED = ("img_name", "captions", "super_cls_name", "product_id")

@@ -12,7 +12,6 @@ from zipfile import BadZipFile
 
 import numpy as np
 
-from fashion_clip.ingest.captions import clean_captions
 from fashion_clip.ingest.cli import UnusableInput, parse, run_writer, write_splits
 from fashion_clip.ingest.items import (
     BAD_RECORD,
@@ -21,6 +20,7 @@ from fashion_clip.ingest.items import (
     CatalogueItem,
     Entry,
     Rejected,
+    clean_captions,
 )
 from fashion_clip.ingest.shard_journal import file_identity
 from fashion_clip.ingest.sources.json_mapping import MappingError, fallback_note, read_records

@@ -13,9 +13,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fashion_clip.ingest.captions import clean_captions, decode_text
 from fashion_clip.ingest.cli import UnusableInput, parse, run_writer, write_splits
-from fashion_clip.ingest.items import EMPTY_CAPTION, CatalogueItem, Entry, Rejected
+from fashion_clip.ingest.items import (
+    EMPTY_CAPTION,
+    CatalogueItem,
+    Entry,
+    Rejected,
+    clean_captions,
+    decode_text,
+)
 from fashion_clip.ingest.shard_journal import file_identity
 from fashion_clip.ingest.sources.json_mapping import fallback_note
 from fashion_clip.ingest.split_writer import SplitResult

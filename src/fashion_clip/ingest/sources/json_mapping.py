@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fashion_clip.ingest.captions import caption_list, clean_captions, decode_text
 from fashion_clip.ingest.cli import UnusableInput, parse, run_writer, write_splits
 from fashion_clip.ingest.items import (
     BAD_RECORD,
@@ -20,6 +19,9 @@ from fashion_clip.ingest.items import (
     CatalogueItem,
     Entry,
     Rejected,
+    caption_list,
+    clean_captions,
+    decode_text,
 )
 from fashion_clip.ingest.shard_journal import file_identity
 from fashion_clip.ingest.split_writer import SplitResult

@@ -1,4 +1,5 @@
-"""The `full` protocol: every image against every distinct caption of the split, product-level hits."""
+"""The `full` protocol: every image against every distinct caption of the split, product-level hits, with
+the same recalls per query category beside the totals (`by_category/<category>/<metric>` keys)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,27 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fashion_clip.evaluation.category_breakdown import flatten, group_means, product_categories
-from fashion_clip.evaluation.embedded_split import EmbeddedSplit
 from fashion_clip.metrics.retrieval_recall import query_hits
+from fashion_clip.records import Breakdown, flatten
+from fashion_clip.retrieval.embedding import EmbeddedSplit, product_categories
+
+
+def group_means(
+    categories: Sequence[str | None], columns: Mapping[str, torch.Tensor], count_name: str
+) -> Breakdown:
+    """Mean of each per-query column within each category, with the category's query count as
+    `count_name`; queries without a category are left out."""
+    groups: dict[str, list[int]] = {}
+    for row, category in enumerate(categories):
+        if category:
+            groups.setdefault(category, []).append(row)
+    breakdown: Breakdown = {}
+    for category in sorted(groups):
+        rows = torch.tensor(groups[category])
+        values = {name: float(column[rows].double().mean()) for name, column in columns.items()}
+        breakdown[category] = {count_name: float(len(rows))} | values
+    return breakdown
+
 
 Hits = Mapping[int, torch.Tensor]
 

@@ -1,4 +1,8 @@
-"""The fashion head-noun vocabulary: shipped with the package, extendable by a user's own word list."""
+"""The fashion head-noun vocabulary: shipped with the package, extendable by a user's own word list.
+
+Read by concept extraction (knowledge/) and by caption augmentation (data/caption_augment.py); the word
+list itself ships as knowledge/data/fashion_nouns.txt, where the README points users to it.
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,80 @@
-"""`evaluation_results.json`: one flat record per (run, protocol), for reports mixing evaluate and train."""
+"""Evaluation records: what a run evaluated (its identity: model, weights, loss, data, split), the
+metrics it got (a protocol's per-category numbers under `by_category/<category>/<metric>` keys beside its
+totals) and `evaluation_results.json`, one flat record per (run, protocol), which train, evaluate, wise,
+tune and every report write and read."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from omegaconf import DictConfig
+
 from fashion_clip.errors import UserError
-from fashion_clip.utils.atomic_output import atomic_output
+from fashion_clip.utils.files import atomic_output
+
+RUN_CONFIG_DEPTH = 3
+
+
+def training_loss(ckpt_path: str | None) -> str | None:
+    """The loss a checkpoint was trained with, read from its run's saved Hydra choices when present."""
+    if not ckpt_path:
+        return None
+    for parent in list(Path(ckpt_path).resolve().parents)[:RUN_CONFIG_DEPTH]:
+        saved = parent / ".hydra" / "hydra.yaml"
+        if saved.is_file():
+            choices = yaml.safe_load(saved.read_text())["hydra"]["runtime"]["choices"]
+            return choices.get("loss")
+    return None
+
+
+def run_identity(
+    cfg: DictConfig, stage: str, checkpoint: str | None, loss: str | None
+) -> dict[str, str | None]:
+    """The identity fields of every record train, evaluate and wise write, in one order for all three."""
+    return {
+        "model": cfg.model.name,
+        "pretrained": cfg.model.pretrained,
+        "checkpoint": checkpoint,
+        "loss": loss,
+        "data": cfg.data.name,
+        "split": cfg.evaluation.split,
+        "stage": stage,
+    }
+
+
+def run_title(cfg: DictConfig, stage: str) -> str:
+    """What was evaluated, for printed tables and gallery pages."""
+    return f"{cfg.model.name} on {cfg.data.name}/{cfg.evaluation.split} ({stage})"
+
+
+PREFIX = "by_category/"
+
+Breakdown = dict[str, dict[str, float]]
+
+
+def flatten(breakdown: Breakdown) -> dict[str, float]:
+    """Keys for a flat metrics dict: `by_category/<category>/<metric>`."""
+    return {
+        f"{PREFIX}{category}/{name}": value
+        for category, values in breakdown.items()
+        for name, value in values.items()
+    }
+
+
+def unflatten(metrics: Mapping[str, float]) -> Breakdown:
+    """The per-category part of a metrics dict, categories in stored order (a category may contain '/')."""
+    breakdown: Breakdown = {}
+    for key, value in metrics.items():
+        if key.startswith(PREFIX):
+            category, name = key[len(PREFIX) :].rsplit("/", 1)
+            breakdown.setdefault(category, {})[name] = value
+    return breakdown
+
 
 RESULTS_NAME = "evaluation_results.json"
 FORMAT = "fashion_clip.evaluation/1"

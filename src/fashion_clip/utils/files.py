@@ -1,22 +1,32 @@
-"""Write a result file or directory under a unique temporary name and rename it, so a crash never leaves
-half an output and two writers of one target never share a temporary file; refuse to replace outputs
-the user did not ask to replace.
+"""Files: outputs written whole, and file names read from data files kept plain.
 
-The temporary file (directory) lies beside the target, so the final rename stays on one file system; its
-contents are flushed to disk before the rename and the parent directory after it, where the OS allows.
+Writing: a result file or directory is written under a unique temporary name and renamed, so a crash never
+leaves half an output and two writers of one target never share a temporary file; outputs the user did not
+ask to replace are refused. The temporary file (directory) lies beside the target, so the final rename
+stays on one file system; its contents are flushed to disk before the rename and the parent directory after
+it, where the OS allows. Text and JSONL files are written the same way.
+
+Reading: file names read from data files (a shard `manifest.json`, an ONNX export's `model.json`) are plain
+names in that file's own folder: never a path, which could read outside it, nor a URL such as `pipe:...`,
+which WebDataset would run as a shell command. Only the user's own config or command line may give those.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import shutil
 import tempfile
+import unicodedata
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from fashion_clip.errors import ConfigError
+from fashion_clip.errors import ConfigError, UserError
 
 TMP_SUFFIX = ".tmp"
 SHOWN_NAMES = 3
@@ -156,3 +166,61 @@ def refuse_replacing(path: Path, overwrite: bool, switch: str, ours: Collection[
             f"'{path}' holds files fashion-clip did not write ({shown}); even with {switch} it is not "
             "replaced, since that would delete them: move them out or choose another output"
         )
+
+
+@contextlib.contextmanager
+def atomic_text(path: str | Path) -> Iterator[Any]:
+    """A text file that appears under `path` only once complete, so a crash never leaves half a file."""
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield f
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]], total: int) -> Path:
+    """One JSON object per line, streamed with progress, so large splits never build the file in memory."""
+    from tqdm.auto import tqdm  # here: the torch-free ONNX client imports this module's name checks
+
+    with atomic_text(path) as f:
+        for record in tqdm(records, total=total, desc=f"writing {Path(path).name}", unit="line"):
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+# what urllib.parse (and so WebDataset's opener) reads as a URL scheme: `pipe:`, `s3:`, `https:`, `c:`
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+class UnsafeNameError(UserError, ValueError):
+    """A data file names something other than a plain file beside it."""
+
+
+def has_url_scheme(text: str) -> bool:
+    """Whether WebDataset would open `text` as a URL (`pipe:` runs a command) rather than a local file."""
+    return URL_SCHEME.match(text) is not None
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` is not a plain file name, or None when it is one."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a file name"
+    if not name:
+        return "is empty"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "holds a control character"
+    if has_url_scheme(name):
+        return f"is a URL (it starts with {name.split(':')[0]}:), not a file name"
+    if "/" in name or "\\" in name:
+        return "is a path (it holds / or \\), not a file name"
+    if name in (".", ".."):
+        return "names a folder, not a file"
+    return None
+
+
+def plain_file_name(name: object, source_file: str | Path, key: str, fix: str) -> str:
+    """`name` when it is a plain file name beside `source_file`; anything else is refused, saying `fix`."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise UnsafeNameError(
+            f"'{source_file}': {key}={name!r} {problem}; files it names must be plain names in its own "
+            f"folder (paths and URLs are taken from your config or command line only): {fix}"
+        )
+    return name

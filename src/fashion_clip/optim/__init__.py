@@ -1,1 +1,0 @@
-"""Optimisation: AdamW parameter groups, the fused AdamW default and its fallback, the LR schedule."""
