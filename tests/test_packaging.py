@@ -13,8 +13,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "fashion_clip"
-# the package-data patterns of pyproject.toml, relative to the package
-PACKAGE_DATA = ("models/model_configs/*.json", "knowledge/data/*.txt", "data/*.yaml", "conf/**/*.yaml")
+CONF = REPO / "conf"
+# the package-data patterns of pyproject.toml: (directory in the repository, its place in the package, pattern)
+PACKAGE_DATA = (
+    (PACKAGE, "fashion_clip", "models/model_configs/*.json"),
+    (PACKAGE, "fashion_clip", "knowledge/data/*.txt"),
+    (PACKAGE, "fashion_clip", "data/*.yaml"),
+    (CONF, "fashion_clip/conf", "**/*.yaml"),
+)
 
 
 def _run(*command: object, cwd: Path) -> str:
@@ -27,7 +33,9 @@ def _run(*command: object, cwd: Path) -> str:
 def _build_wheel(tmp_path: Path) -> Path:
     """The wheel of a copy of the project, so the build leaves nothing in the working tree."""
     project = tmp_path / "project"
-    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for tree in ("src", "conf"):
+        shutil.copytree(REPO / tree, project / tree, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, project / name)
     pip = (sys.executable, "-m", "pip")
@@ -61,9 +69,11 @@ def _venv_with_dependencies(tmp_path: Path) -> Path:
 def test_wheel_installs_and_composes_the_train_config_outside_the_repo(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path)
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    for pattern in PACKAGE_DATA:
-        expected = {f"fashion_clip/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.glob(pattern)}
+    for root, place, pattern in PACKAGE_DATA:
+        expected = {f"{place}/{p.relative_to(root).as_posix()}" for p in root.glob(pattern)}
         assert expected and expected <= shipped, pattern
+    packages = {str(p.parent.relative_to(REPO / "src")).replace("/", ".") for p in PACKAGE.rglob("__init__.py")}
+    assert {f"{name.replace('.', '/')}/__init__.py" for name in packages} <= shipped  # pyproject lists them all
 
     python = _venv_with_dependencies(tmp_path)
     _run(
@@ -85,3 +95,10 @@ def test_wheel_installs_and_composes_the_train_config_outside_the_repo(tmp_path:
     config = _run(python, "-m", "fashion_clip.train", "--cfg", "job", cwd=elsewhere)
     for line in ("model:", "  name: FashionCLIP-Tiny", "loss:", "data:", "task_name: train"):
         assert line in config.splitlines(), line
+
+
+def test_the_configs_live_at_the_top_level_and_load_from_the_package() -> None:
+    from fashion_clip.config import CONFIG_DIR
+
+    assert not (PACKAGE / "conf").exists()
+    assert Path(CONFIG_DIR).resolve() == CONF.resolve()  # the editable install maps fashion_clip.conf there

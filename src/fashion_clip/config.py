@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import hydra
@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.errors import exit_on_user_error, hydra_cli
 
-CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+# the top-level conf/ directory, mapped into the package (pyproject.toml package-dir), so the repository
+# layout and a non-editable install both find it
+CONFIG_DIR = str(resources.files("fashion_clip.conf"))
 
 
 def auto_precision(accelerator: str = "auto") -> str:
