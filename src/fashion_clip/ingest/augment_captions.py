@@ -31,7 +31,7 @@ from fashion_clip.ingest.run_summary import exit_code, print_summary
 from fashion_clip.ingest.shard_writer import write_shard
 from fashion_clip.ingest.split_writer import SplitResult
 
-DEFAULT_SETTINGS = "conf/caption_augment/default.yaml"
+DEFAULT_SETTINGS = "caption_augment/default.yaml"  # in the config directory, conf/
 # draws per wanted caption before giving up on finding a new wording (short captions have few)
 ATTEMPTS = 4
 
@@ -40,10 +40,10 @@ def load_augment(settings: Path | None) -> CaptionTransform:
     """The augmentation a settings file describes (the shipped `caption_augment=default` when None), so
     the offline captions and training-time augmentation share one configuration."""
     if settings is None:
-        text = resources.files("fashion_clip").joinpath(DEFAULT_SETTINGS).read_text(encoding="utf-8")
+        text = resources.files("fashion_clip.conf").joinpath(DEFAULT_SETTINGS).read_text(encoding="utf-8")
         return instantiate(OmegaConf.create(text))
     if not settings.is_file():
-        raise UserError(f"--settings '{settings}' does not exist; copy {DEFAULT_SETTINGS} and edit it")
+        raise UserError(f"--settings '{settings}' does not exist; copy conf/{DEFAULT_SETTINGS} and edit it")
     return instantiate(OmegaConf.load(settings))
 
 
