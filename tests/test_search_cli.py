@@ -29,8 +29,9 @@ DATA_URI = '<img src="data:image/jpeg;base64,'
 
 
 def _run(cwd: Path, *args: object) -> subprocess.CompletedProcess:
-    """`python -m *args` in `cwd` with a wide terminal, so the table does not fold ids across lines."""
-    return run_python("-m", *args, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+    """`python -m *args` in `cwd` with a wide terminal, so the table does not fold ids across lines (a
+    pytest-xdist worker's temp paths are longer: `.../popen-gw0/...` folded a row at 200 columns)."""
+    return run_python("-m", *args, cwd=cwd, env={**os.environ, "COLUMNS": "400"})
 
 
 @pytest.mark.slow
