@@ -180,6 +180,23 @@ def test_workers_and_resume_give_byte_identical_shards(
     assert shard_bytes(tmp_path / "one" / "val") == reference
 
 
+def test_max_side_and_jpeg_quality_are_applied_and_recorded_in_the_manifest(
+    seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sizes = {}
+    for quality in (95, 40):
+        out = tmp_path / f"q{quality}"
+        args = ["--json", seeds, "--output-dir", out, "--max-side", 24, "--jpeg-quality", quality]
+        assert _run(capsys, *args)[0] == 0
+        assert read_manifest(out / "val").encoding == {"max_side": 24, "jpeg_quality": quality}
+        samples = read_split(out / "val").values()
+        assert all(max(decoded(s["jpg"]).size) == 24 for s in samples)
+        sizes[quality] = sum(len(s["jpg"]) for s in samples)
+    assert sizes[40] < sizes[95]
+    code, printed = _run(capsys, "--json", seeds, "--output-dir", tmp_path / "bad", "--jpeg-quality", 0)
+    assert code == 2 and "--jpeg-quality must be between 1 and 100, got 0" in printed
+
+
 def test_rerun_with_fewer_shards_removes_stale_ones(
     seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

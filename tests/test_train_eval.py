@@ -19,6 +19,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_clip.data.datamodule import WebDatasetDataModule
+from fashion_clip.data.image_pipeline import image_normalization, normalize_on_device
 from fashion_clip.data.samples import product_key
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.losses.infonce import InfoNCELoss
@@ -82,10 +83,13 @@ def test_sample_count_is_the_first_n_train_samples_every_time(tmp_path, tiny_cli
     assert sorted(first) == sorted(product_key(f"p{i}") for i in range(12))
     assert _products(train_slice) == first
     assert len(train_slice) == sum(1 for _ in train_slice)
+    mean, std = image_normalization(tiny_clip.model)
     seen = {
         p: image
         for batch in train_slice
-        for p, image in zip(batch["product"].tolist(), batch["image"], strict=True)
+        for p, image in zip(
+            batch["product"].tolist(), normalize_on_device(batch["image"], mean, std), strict=True
+        )
     }
     for sample in samples[:12]:
         assert torch.equal(seen[_product(sample)], _eval_image(tiny_clip, sample))

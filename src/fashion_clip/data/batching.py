@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fashion_clip.data.samples import OnSkip, decode_sample
+from fashion_clip.data.samples import OnSkip, decoded_samples
 from fashion_clip.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,22 +45,17 @@ Composer = Callable[[Iterable[KeyedSample], int, random.Random], Iterator[list[K
 def keyed_samples(samples: Iterable[dict[str, Any]], on_skip: OnSkip | None = None) -> Iterator[KeyedSample]:
     """Decodable samples with their product and category; corrupt ones are skipped, logged, counted and
     passed to `on_skip`."""
-    skipped = 0
-    for sample in samples:
-        key = sample.get("__key__", "?")
-        try:
-            meta, _, _ = decode_sample(sample, lambda image: image)
-        except Exception as e:  # any decoder error means a bad sample, never a dead run
-            skipped += 1
-            log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
-            if on_skip is not None:
-                on_skip(sample)
+    for sample, decoded, skipped in decoded_samples(samples, lambda image: image, on_skip):
+        if decoded is None:
             continue
+        meta = decoded[0]
         category = meta.get("category")
         yield KeyedSample(
-            sample, str(meta.get("product_id", key)), None if category is None else str(category), skipped
+            sample,
+            str(meta.get("product_id", sample.get("__key__", "?"))),
+            None if category is None else str(category),
+            skipped,
         )
-        skipped = 0
 
 
 def product_unique(

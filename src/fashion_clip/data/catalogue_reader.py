@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from fashion_clip.data.raw_samples import raw_samples
-from fashion_clip.data.samples import IMAGE_EXTENSIONS, decode_sample
+from fashion_clip.data.samples import IMAGE_EXTENSIONS, decoded_samples
 from fashion_clip.data.shard_spec import resolve_shards
 from fashion_clip.errors import MissingInputError
 from fashion_clip.utils.metadata_text import metadata_text
@@ -65,19 +65,16 @@ class ShardCatalogue(torch.utils.data.IterableDataset):
         self.transform = transform
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        skipped = 0
-        for sample in raw_samples(self.urls, by_worker=True):
-            key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
-            try:
-                meta, captions, image = decode_sample(sample, self.transform)
-            except Exception as e:  # any decoder error means one bad sample, never a dead evaluation
-                skipped += 1
-                log.warning("skipping corrupt sample %s in %s: %s", key, url, e)
+        for sample, decoded, skipped in decoded_samples(
+            raw_samples(self.urls, by_worker=True), self.transform
+        ):
+            if decoded is None:
+                yield skipped_only(skipped)
                 continue
-            yield catalogue_item(image, key, meta, captions, url, skipped)
-            skipped = 0
-        if skipped:
-            yield skipped_only(skipped)
+            meta, captions, image = decoded
+            yield catalogue_item(
+                image, sample.get("__key__", "?"), meta, captions, sample.get("__url__", "?"), skipped
+            )
 
 
 def folder_images(root: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.data.batching import make_composer
 from fashion_clip.data.epoch_stream import EpochStream
+from fashion_clip.data.image_pipeline import worker_transform
 from fashion_clip.data.raw_samples import first_samples, is_sample_count, raw_samples, slice_size
 from fashion_clip.data.resumable import ResumableLoader
 from fashion_clip.data.samples import CaptionTransform, CollateWithTokenizer, DamagedShardsError, DecodeOrSkip
@@ -96,6 +97,8 @@ class WebDatasetDataModule(L.LightningDataModule):
     `caption_augment` rewrites each picked train caption (data/caption_augment.py); evaluation never.
     `max_skip_fraction` stops training when a worker's stream skips more than that fraction of its samples
     as undecodable (samples.SkipTally); under DDP every rank stops at the same batch (`stop_together`).
+    `uint8_batches` ships images as uint8 for the module to normalise on its device; `draft_decode` decodes
+    train JPEGs at a reduced DCT scale where the crop allows (data/image_pipeline.py).
     """
 
     def __init__(
@@ -118,6 +121,8 @@ class WebDatasetDataModule(L.LightningDataModule):
         batching_pool: int | None = None,
         caption_augment: CaptionTransform | None = None,
         max_skip_fraction: float | None = 0.05,
+        uint8_batches: bool = True,
+        draft_decode: bool = False,
     ) -> None:
         super().__init__()
         self.compose = make_composer(batching, batch_size, batching_pool)
@@ -132,8 +137,10 @@ class WebDatasetDataModule(L.LightningDataModule):
         self.shuffle_buffer = shuffle_buffer
         self.resampled = resampled
         self.samples_per_epoch = samples_per_epoch
-        self.train_transform = train_transform
-        self.val_transform = val_transform
+        self.train_transform = train_transform and worker_transform(
+            train_transform, uint8_batches, draft_decode
+        )
+        self.val_transform = val_transform and worker_transform(val_transform, uint8_batches)
         self.tokenizer = tokenizer
         self.seed = seed
         self.caption_augment = caption_augment

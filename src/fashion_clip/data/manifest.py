@@ -31,6 +31,8 @@ class Manifest:
     pattern: str
     shards: list[ShardEntry] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    # how the writer re-encoded images (max_side, jpeg_quality); empty for shards written elsewhere
+    encoding: dict = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -67,11 +69,15 @@ def read_manifest(directory: str | Path) -> Manifest:
         raw = json.loads(path.read_text())
         shards = [ShardEntry(**s) for s in raw["shards"]]
         manifest = Manifest(
-            dataset=raw["dataset"], pattern=raw["pattern"], shards=shards, skipped=raw.get("skipped", [])
+            dataset=raw["dataset"],
+            pattern=raw["pattern"],
+            shards=shards,
+            skipped=raw.get("skipped", []),
+            encoding=dict(raw.get("encoding", {})),
         )
     except FileNotFoundError as e:
         raise MissingInputError(f"{path}: no shard manifest here; write shards with a manifest first") from e
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # JSONDecodeError is a ValueError, as is dict([1])
         raise ConfigError(f"{path}: malformed shard manifest ({type(e).__name__}: {e})") from e
     for number, shard in enumerate(manifest.shards):
         plain_file_name(shard.name, path.absolute(), f"shards[{number}].name", REWRITE_MANIFEST)

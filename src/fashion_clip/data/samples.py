@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from fashion_clip.data.image_pipeline import decodes_lazily
 from fashion_clip.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -93,23 +94,62 @@ def sample_captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return captions
 
 
-def decode_image(sample: dict[str, Any]) -> Image.Image:
-    """First image member, fully decoded now so truncated files fail here rather than in the model."""
+def open_image(sample: dict[str, Any]) -> Image.Image:
+    """First image member, opened: its header is read, its pixels are not decoded yet."""
     ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
     if ext is None:
         raise ValueError(f"no image member (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    image = Image.open(io.BytesIO(sample[ext]))
+    return Image.open(io.BytesIO(sample[ext]))
+
+
+def decode_image(sample: dict[str, Any]) -> Image.Image:
+    """First image member, fully decoded now so truncated files fail here rather than in the model."""
+    image = open_image(sample)
     image.load()
     return image.convert("RGB")
 
 
 def decode_sample(
-    sample: dict[str, Any], transform: Callable[[Image.Image], torch.Tensor]
-) -> tuple[dict[str, Any], list[str], torch.Tensor]:
+    sample: dict[str, Any], transform: Callable[[Image.Image], Any]
+) -> tuple[dict[str, Any], list[str], Any]:
     """Metadata, captions and transformed image of a raw shard sample; raises on anything unusable, so
-    training and evaluation readers agree on what counts as a corrupt sample."""
+    training and evaluation readers agree on what counts as a corrupt sample. A transform that decodes
+    the image itself (data/image_pipeline.py: reduced-scale JPEG decode) gets it as opened."""
     meta = json.loads(sample["json"]) if "json" in sample else {}
-    return meta, sample_captions(sample, meta), transform(decode_image(sample))
+    captions = sample_captions(sample, meta)
+    image = open_image(sample) if decodes_lazily(transform) else decode_image(sample)
+    return meta, captions, transform(image)
+
+
+Decoded = tuple[dict[str, Any], list[str], Any]
+
+
+def decoded_samples(
+    samples: Iterable[dict[str, Any]],
+    transform: Callable[[Image.Image], Any],
+    on_skip: OnSkip | None = None,
+) -> Iterator[tuple[dict[str, Any], Decoded | None, int]]:
+    """Each decodable sample with its decoding and the count of corrupt samples just before it; those are
+    logged, counted and passed to `on_skip`, and a run of them at the end comes last as (None, None, n)."""
+    skipped, sample = 0, None
+    for sample in samples:
+        try:
+            decoded = decode_sample(sample, transform)
+        except Exception as e:  # any decoder error means a bad sample, never a dead run
+            skipped += 1
+            log.warning(
+                "skipping corrupt sample %s in %s: %s",
+                sample.get("__key__", "?"),
+                sample.get("__url__", "?"),
+                e,
+            )
+            if on_skip is not None:
+                on_skip(sample)
+            continue
+        yield sample, decoded, skipped
+        skipped = 0
+    if skipped:
+        yield None, None, skipped
 
 
 class DecodeOrSkip:
@@ -134,25 +174,16 @@ class DecodeOrSkip:
         """Decoded samples; each undecodable one is logged, counted in the next survivor and passed to
         `on_skip`."""
         rng = random.Random(torch.initial_seed())
-        skipped = 0
-        for sample in samples:
-            key = sample.get("__key__", "?")
-            try:
-                meta, captions, image = decode_sample(sample, self.transform)
-            except Exception as e:  # any decoder error means a bad sample, never a dead run
-                skipped += 1
-                log.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__", "?"), e)
-                if on_skip is not None:
-                    on_skip(sample)
+        for sample, decoded, skipped in decoded_samples(samples, self.transform, on_skip):
+            if decoded is None:
+                log.warning("%d corrupt samples skipped at the end of this worker's shards", skipped)
                 continue
+            meta, captions, image = decoded
             caption = rng.choice(captions) if self.random_caption else captions[0]
             if self.caption_augment is not None:
                 caption = self.caption_augment(caption, rng)
-            product = str(meta.get("product_id", key))
+            product = str(meta.get("product_id", sample.get("__key__", "?")))
             yield {"image": image, "caption": caption, "product": product_key(product), "skipped": skipped}
-            skipped = 0
-        if skipped:
-            log.warning("%d corrupt samples skipped at the end of this worker's shards", skipped)
 
 
 class CollateWithTokenizer:

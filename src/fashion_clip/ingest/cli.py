@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fashion_clip.errors import UserError
-from fashion_clip.ingest.items import Entry, without_duplicates
+from fashion_clip.ingest.items import JPEG_QUALITY, Entry, without_duplicates
 from fashion_clip.ingest.product_split import HELD_OUT_SPLIT, outside_siblings, select_split, sibling_products
 from fashion_clip.ingest.run_summary import EXIT_UNUSABLE_INPUT, exit_code, print_summary
 from fashion_clip.ingest.split_writer import SplitResult, WriterOptions, refuse_changed_split, write_split
@@ -45,7 +45,18 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-name", help="shard name prefix; default: the input file's stem")
     parser.add_argument("--shard-size", type=int, default=1000, help="samples per tar shard")
     parser.add_argument("--max-shards", type=int, help="stop after this many shards (quick trials)")
-    parser.add_argument("--max-side", type=int, help="shrink images so the longer side is at most this")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        help="shrink images so the longer side is at most this (e.g. 512 for 224-px models: training "
+        "decodes and crops far fewer pixels, and shards shrink several-fold); recorded in the manifest",
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=JPEG_QUALITY,
+        help=f"JPEG quality of the stored images, 1-100 (default {JPEG_QUALITY}); recorded in the manifest",
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes encoding images")
     parser.add_argument(
         "--test-fraction",
@@ -67,9 +78,13 @@ def writer_options(args: argparse.Namespace) -> WriterOptions:
         raise UnusableInput("--shard-size, --workers and --max-shards must be >= 1")
     if args.max_side is not None and args.max_side < 1:
         raise UnusableInput("--max-side must be >= 1")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UnusableInput(f"--jpeg-quality must be between 1 and 100, got {args.jpeg_quality}")
     if not 0.0 <= args.test_fraction < 1.0:
         raise UnusableInput(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    return WriterOptions(args.shard_size, args.max_shards, args.max_side, args.workers, not args.no_progress)
+    return WriterOptions(
+        args.shard_size, args.max_shards, args.max_side, args.workers, not args.no_progress, args.jpeg_quality
+    )
 
 
 def split_plan(args: argparse.Namespace, source: Path) -> list[tuple[str, bool]]:

@@ -99,10 +99,10 @@ def fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
-def encode_jpeg(image: Image.Image) -> bytes:
-    """Quality 95 keeps fabric texture while shrinking PNG sources several-fold."""
+def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
+    """Quality 95 (the default) keeps fabric texture while shrinking PNG sources several-fold."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
@@ -177,7 +177,7 @@ def sample_metadata(item: CatalogueItem) -> bytes:
     return json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-def encode_entry(entry: Entry, max_side: int | None = None) -> dict | Rejected:
+def encode_entry(entry: Entry, max_side: int | None = None, quality: int = JPEG_QUALITY) -> dict | Rejected:
     """Sample dict for an item, or why it cannot be one: a bad image must cost one item, never the run.
 
     `__product__` is not written (the shard writer skips `__` fields); it tells the caller the product.
@@ -192,13 +192,13 @@ def encode_entry(entry: Entry, max_side: int | None = None) -> dict | Rejected:
         return Rejected(entry.index, entry.name, BAD_IMAGE, f"{type(e).__name__}: {e}")
     return {
         "__key__": sample_key(entry.index),
-        "jpg": encode_jpeg(image),
+        "jpg": encode_jpeg(image, quality),
         "txt": entry.captions[0],
         "json": sample_metadata(entry),
         "__product__": entry.product_id,
     }
 
 
-def encoder(max_side: int | None) -> partial:
-    """A picklable encoding function with the run's resize setting bound, for process pools."""
-    return partial(encode_entry, max_side=max_side)
+def encoder(max_side: int | None, quality: int = JPEG_QUALITY) -> partial:
+    """A picklable encoding function with the run's resize and quality settings bound, for process pools."""
+    return partial(encode_entry, max_side=max_side, quality=quality)

@@ -136,6 +136,7 @@ class ShardSink:
         shard_size: int = 1000,
         separator: str = "-",
         resume_key: str | None = None,
+        encoding: dict | None = None,
     ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -144,6 +145,7 @@ class ShardSink:
         self.shard_size = shard_size
         self.separator = separator
         self.manifest: Manifest | None = None
+        self.encoding = encoding or {}
         self._current: _PendingShard | None = None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / MANIFEST_NAME).unlink(missing_ok=True)
@@ -191,6 +193,7 @@ class ShardSink:
                 pattern=shard_pattern(self.dataset, len(self.shards), self.separator),
                 shards=list(self.shards),
                 skipped=list(self.skipped),
+                encoding=self.encoding,
             )
             write_manifest(self.out_dir, self.manifest)
             if self._journal_path is not None:

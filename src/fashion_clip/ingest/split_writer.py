@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fashion_clip.data.manifest import MANIFEST_NAME, Manifest, read_manifest
 from fashion_clip.errors import UserError
-from fashion_clip.ingest.items import CatalogueItem, Entry, Rejected, encoder
+from fashion_clip.ingest.items import JPEG_QUALITY, CatalogueItem, Entry, Rejected, encoder
 from fashion_clip.ingest.product_split import write_products
 from fashion_clip.ingest.shard_journal import (
     changed_settings,
@@ -88,10 +88,17 @@ class WriterOptions:
     max_side: int | None = None
     workers: int = 1
     progress: bool = True
+    jpeg_quality: int = JPEG_QUALITY
 
     def byte_settings(self) -> dict:
-        """The options that change output bytes, which is what a resume must match."""
-        return {"shard_size": self.shard_size, "max_shards": self.max_shards, "max_side": self.max_side}
+        """The options that change output bytes, which is what a resume must match; the default quality is
+        what every earlier version wrote, so it stays out and their records still match."""
+        settings = {"shard_size": self.shard_size, "max_shards": self.max_shards, "max_side": self.max_side}
+        return settings | ({} if self.jpeg_quality == JPEG_QUALITY else {"jpeg_quality": self.jpeg_quality})
+
+    def encoding(self) -> dict:
+        """How images were re-encoded, for the manifest: what a reader of the shards may want to know."""
+        return {"max_side": self.max_side, "jpeg_quality": self.jpeg_quality}
 
 
 @dataclass(frozen=True)
@@ -192,13 +199,19 @@ def write_split(
     stream = iter(entries)
     truncated = False
     with ShardSink(
-        out_dir, dataset, options.shard_size, SEPARATOR, resume_key=fingerprint(**settings)
+        out_dir,
+        dataset,
+        options.shard_size,
+        SEPARATOR,
+        resume_key=fingerprint(**settings),
+        encoding=options.encoding(),
     ) as sink:
         resumed_shards = len(sink.shards)
         products = _resumed_products(stream, sink.resumed, sink.skipped)
         bar = tqdm(total=total, initial=sink.resumed, desc=dataset, unit="img", disable=not options.progress)
+        encode = encoder(options.max_side, options.jpeg_quality)
         with bar:
-            for result in ordered_map(encoder(options.max_side), stream, options.workers):
+            for result in ordered_map(encode, stream, options.workers):
                 if options.max_shards is not None and len(sink.shards) >= options.max_shards:
                     truncated = True
                     break

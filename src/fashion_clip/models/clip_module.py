@@ -17,6 +17,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 
 from fashion_clip.data.datamodule import VALIDATION_LOADERS
+from fashion_clip.data.image_pipeline import image_normalization, normalize_on_device
 from fashion_clip.errors import ConfigError
 from fashion_clip.losses.base import TrainingLoss
 from fashion_clip.metrics import RetrievalRecall
@@ -124,6 +125,9 @@ class ClipModule(L.LightningModule):
         self.accumulate = accumulate
         self.gradient_clip_val = gradient_clip_val
         self.automatic_optimization = accumulate == 1
+        mean, std = image_normalization(model)
+        self.register_buffer("image_mean", mean, persistent=False)
+        self.register_buffer("image_std", std, persistent=False)
         # validation is the recall hook, one metric per validation loader (val, and the train slice when
         # data.train_eval is set); the test split is scored by the named protocols (train.py)
         self.recall = nn.ModuleDict(
@@ -136,6 +140,13 @@ class ClipModule(L.LightningModule):
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-norm embeddings of both towers: every loss and metric here works on cosine similarity."""
         return self.model.encode_image(image, normalize=True), self.model.encode_text(text, normalize=True)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 images from the data workers become the model's normalised floats here, on the device."""
+        image = batch.get("image") if isinstance(batch, dict) else None
+        if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
+            batch["image"] = normalize_on_device(image, self.image_mean, self.image_std)
+        return batch
 
     def _log_loss_terms(self, stage: str, size: int) -> None:
         """A loss made of several terms logs each one, so TensorBoard shows which term moves."""

@@ -1,0 +1,139 @@
+"""The workers' image pipeline: uint8 batches normalised on the device, and reduced-scale JPEG decode.
+
+open_clip's transforms end in ToTensor + Normalize, so every worker turns each pixel into three float32s
+and ships 4 bytes per channel through shared memory. `worker_transform` keeps every step before those
+two and emits the uint8 tensor ToTensor would have divided by 255; `normalize_on_device` (called by the
+module once the batch is on its device) divides and normalises there, so the batch equals the float
+pipeline's to float rounding, a quarter of the bytes cross between processes, and the float work runs
+on the GPU.
+
+`DraftCrop` (train only, `data.draft_decode`) replaces the train transform's RandomResizedCrop: it draws
+the crop from the JPEG header's size (the same torch RNG draws as RandomResizedCrop, so a seed gives the
+same crop box), asks libjpeg-turbo for the largest DCT reduction (1/2, 1/4, 1/8) that still leaves the
+crop at least the output size in both directions, and crops and resizes from there. A 1200x1600 photo
+cropped to 224 px then decodes at 1/4 of each side: a sixteenth of the pixels. It changes pixels (the
+DCT scaling averages blocks where the full path resamples bicubically), hence train-only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+from torchvision.transforms import Compose, Normalize, RandomResizedCrop, ToTensor
+from torchvision.transforms.functional import pil_modes_mapping
+
+log = logging.getLogger(__name__)
+
+DCT_REDUCTIONS = (8, 4, 2)
+
+
+class ImagePipeline(Compose):
+    """open_clip's steps with ours swapped in; `lazy_decode` tells the sample decoder to hand over the
+    image as opened (header read, pixels not yet decoded), since the first step decodes it itself."""
+
+    def __init__(self, transforms: Sequence[Callable], lazy_decode: bool = False) -> None:
+        super().__init__(list(transforms))
+        self.lazy_decode = lazy_decode
+
+
+def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """CHW uint8, the tensor ToTensor would build before dividing by 255."""
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """ToTensor's division and Normalize, on whichever device the uint8 batch now is."""
+    mean = mean.to(images.device).view(1, -1, 1, 1)
+    std = std.to(images.device).view(1, -1, 1, 1)
+    return (images.float().div_(255.0) - mean) / std
+
+
+def split_normalize(transform: Callable) -> tuple[list[Callable], Normalize] | None:
+    """open_clip's steps before ToTensor + Normalize, and the Normalize; None for any other shape
+    (timm's transforms, for example), which then stay on the float path."""
+    steps = getattr(transform, "transforms", None)
+    if not isinstance(transform, Compose) or not steps or len(steps) < 2:
+        return None
+    *head, to_tensor, normalize = steps
+    if not isinstance(to_tensor, ToTensor) or not isinstance(normalize, Normalize):
+        return None
+    return head, normalize
+
+
+def dct_reduction(crop_size: tuple[int, int], output_size: tuple[int, int]) -> int:
+    """The largest JPEG DCT reduction that keeps a (height, width) crop at least `output_size`."""
+    (height, width), (out_height, out_width) = crop_size, output_size
+    return next(
+        (r for r in DCT_REDUCTIONS if height >= r * out_height and width >= r * out_width),
+        1,
+    )
+
+
+class DraftCrop:
+    """RandomResizedCrop that decodes a JPEG at the largest DCT reduction the drawn crop allows."""
+
+    def __init__(self, crop: RandomResizedCrop) -> None:
+        self.crop = crop
+        self.size = tuple(crop.size)
+        self.resample = pil_modes_mapping[crop.interpolation]
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        """The crop, resized to the output size; `image` as opened: this call decodes it."""
+        top, left, height, width = RandomResizedCrop.get_params(image, self.crop.scale, self.crop.ratio)
+        factor = 1.0
+        reduction = dct_reduction((height, width), self.size)
+        if reduction > 1 and image.format == "JPEG":
+            full_width = image.width
+            target = (max(1, image.width // reduction), max(1, image.height // reduction))
+            drafted = image.draft("RGB", target)
+            if drafted is not None:  # pixel k of the reduced image covers pixels [k, k + 1) * factor
+                factor = full_width / drafted[1][2]
+        image.load()
+        box = (left / factor, top / factor, (left + width) / factor, (top + height) / factor)
+        return image.convert("RGB").resize(self.size[::-1], self.resample, box=box)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, scale={self.crop.scale}, ratio={self.crop.ratio})"
+
+
+def worker_transform(transform: Callable, uint8: bool, draft: bool = False) -> Callable:
+    """The transform the data workers run: open_clip's, ending in uint8 (`uint8`), with its leading
+    RandomResizedCrop decoding at a reduced scale (`draft`); unchanged where its shape is not open_clip's."""
+    parts = split_normalize(transform)
+    if parts is None:
+        if uint8 or draft:
+            log.info("image transform %s is not open_clip's: the workers keep it as is (float)", transform)
+        return transform
+    head, normalize = parts
+    lazy = draft and bool(head) and isinstance(head[0], RandomResizedCrop)
+    if lazy:
+        head = [DraftCrop(head[0]), *head[1:]]
+    tail = [to_uint8_tensor] if uint8 else [ToTensor(), normalize]
+    return ImagePipeline([*head, *tail], lazy_decode=lazy)
+
+
+def decodes_lazily(transform: Any) -> bool:
+    """Whether `transform` wants the image as opened rather than decoded."""
+    return bool(getattr(transform, "lazy_decode", False))
+
+
+def image_normalization(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std open_clip built the model's transforms with (its preprocess config, else
+    open_clip's defaults, as `image_transform` falls back), for `normalize_on_device`."""
+    try:
+        cfg = open_clip.get_model_preprocess_cfg(model)
+    except AttributeError:  # not an open_clip tower (a test double): open_clip's defaults, as its transforms
+        cfg = {}
+    mean = cfg.get("mean") or OPENAI_DATASET_MEAN
+    std = cfg.get("std") or OPENAI_DATASET_STD
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
