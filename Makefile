@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: install demo demo-hard-data train test test-fast lint clean-demo bench
+.PHONY: install demo demo-hard-data demo-hard-photos-data train test test-fast lint clean-demo bench bench-data
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 # the harder catalogue behind `data=demo_hard` / `experiment=demo_hard` (skips when already complete)
 demo-hard-data: $(STAMP)
 	$(BIN)/python -m fashion_clip.demo --out data/demo_hard --hard
+
+# the same catalogue as 256-px photos, behind `data=demo_hard_photos` / `experiment=pipeline_study`
+demo-hard-photos-data: $(STAMP)
+	$(BIN)/python -m fashion_clip.demo --out data/demo_hard_photos --hard --image-size 256
 
 train: $(STAMP)
 	$(BIN)/python -m fashion_clip.train $(ARGS)
@@ -57,5 +61,11 @@ $(BENCH_STAMP): $(STAMP) benchmarks/openclip_train_requirements.txt
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py --openclip-python $(BENCH_VENV)/bin/python $(ARGS)
 
+# the data pipelines alone, samples/s per CPU core (one data worker), ours against open_clip_train's loader,
+# written to outputs/bench-data/<date>/results.{json,md}: about 30 minutes on 2 idle cores (ARGS="--rounds 3"
+# for a rougher look)
+bench-data: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/data_pipeline.py --openclip-python $(BENCH_VENV)/bin/python $(ARGS)
+
 clean-demo:
-	rm -rf data/demo data/demo_hard
+	rm -rf data/demo data/demo_hard data/demo_hard_photos

@@ -19,7 +19,7 @@ from fashion_clip.losses import InfoNCELoss, SigLipLoss
 from fashion_clip.models.factory import create_clip, create_model
 
 MODELS = ("tiny", "vitb32", "vitb16", "siglip2_vitb16_256")
-DATA = ("demo", "demo_hard", "fashiongen", "fashiongen_aug", "indofashion")
+DATA = ("demo", "demo_hard", "demo_hard_photos", "fashiongen", "fashiongen_aug", "indofashion")
 LOSSES = {"infonce": InfoNCELoss, "siglip": SigLipLoss}
 REAL_PRESETS = {
     "vitb32": ("ViT-B-32", "laion2b_s34b_b79k"),

@@ -16,7 +16,7 @@ from fashion_clip.errors import ConfigError
 from fashion_clip.models.identity import clip_config
 from fashion_clip.models.stored_config import StoredConfigError
 from fashion_clip.records import FINETUNED
-from fashion_clip.utils.launch_dir import from_launch_dir, launch_reference
+from fashion_clip.utils.launch import from_launch_dir, launch_reference
 from fashion_clip.wise import wise
 
 # a checkpoint the tests keep under their launch directory and never in the process's working directory

@@ -28,7 +28,7 @@ from fashion_clip.evaluation import run as evaluation_run
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.records import EvaluationRecord
 from fashion_clip.utils.files import atomic_output
-from fashion_clip.utils.launch_dir import from_launch_dir
+from fashion_clip.utils.launch import from_launch_dir
 
 T = TypeVar("T")
 

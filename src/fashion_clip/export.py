@@ -26,7 +26,7 @@ from fashion_clip.models.factory import MODEL_CONFIG_DIR
 from fashion_clip.models.lora import LoraSettings, merge_lora
 from fashion_clip.preflight import preflight
 from fashion_clip.utils.files import atomic_output, refuse_existing
-from fashion_clip.utils.launch_dir import from_launch_dir, launch_reference
+from fashion_clip.utils.launch import from_launch_dir, launch_reference
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ from fashion_clip.data.shard_spec import REMOTE_PREFIXES
 from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.index_file import build_index, open_catalogue, refuse_existing, save_index
-from fashion_clip.utils.devices import resolve_device
-from fashion_clip.utils.launch_dir import from_launch_dir
+from fashion_clip.utils.launch import from_launch_dir, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every entry point (train, evaluate, wise, export, index) calls `preflight(cfg, entry)` before it builds
 anything, so a wrong number, a missing file or a checkpoint of another architecture stops the run in seconds
 with a message naming the key, instead of minutes later (after the base model's evaluation) with a
-traceback. Paths are read from where the user launched (`utils.launch_dir`), as the run reads them.
+traceback. Paths are read from where the user launched (`utils.launch`), as the run reads them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fashion_clip.data.shard_spec import REMOTE_PREFIXES, resolve_shards
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.models.checkpoint import checkpoint_state_dict, mismatch
 from fashion_clip.models.factory import check_pretrained
-from fashion_clip.utils.launch_dir import from_launch_dir, launch_reference
+from fashion_clip.utils.launch import from_launch_dir, launch_reference
 
 ENTRIES = ("train", "evaluate", "wise", "export", "index")
 SPLITS = ("train", "val", "test")

@@ -37,7 +37,7 @@ from fashion_clip.retrieval.search import (
     open_searcher,
     search,
 )
-from fashion_clip.utils.devices import resolve_device
+from fashion_clip.utils.launch import resolve_device
 from fashion_clip.utils.metadata_text import metadata_text
 
 

@@ -23,7 +23,7 @@ from fashion_clip.preflight import preflight
 from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, run_identity, run_title
 from fashion_clip.reports.tables import log_hyperparameters, print_fields, stage_metrics, write_before_after
 from fashion_clip.retrieval.embedding import EmbeddedSplit
-from fashion_clip.utils.launch_dir import from_launch_dir
+from fashion_clip.utils.launch import from_launch_dir
 
 
 def loss_name(cfg: DictConfig) -> str:

@@ -44,11 +44,20 @@ class ImagePipeline(Compose):
 
 
 def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
-    """CHW uint8, the tensor ToTensor would build before dividing by 255."""
-    array = np.asarray(image, dtype=np.uint8)
+    """CHW uint8, the values ToTensor would divide by 255, as a view of the HWC pixels: transposing here
+    cost more than the copy itself; `stack_images` copies them into a channels-last batch instead."""
+    array = np.array(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """One NCHW batch; uint8 images are stacked through their HWC memory (a plain copy), so the batch is
+    channels-last, which every torch op and the model's patch embedding take as it is."""
+    if images and images[0].dtype == torch.uint8:
+        return torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+    return torch.stack(images)
 
 
 def normalize_on_device(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -100,7 +109,8 @@ class DraftCrop:
                 factor = full_width / drafted[1][2]
         image.load()
         box = (left / factor, top / factor, (left + width) / factor, (top + height) / factor)
-        return image.convert("RGB").resize(self.size[::-1], self.resample, box=box)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return rgb.resize(self.size[::-1], self.resample, box=box)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, scale={self.crop.scale}, ratio={self.crop.ratio})"

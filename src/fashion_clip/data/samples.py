@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fashion_clip.data.image_pipeline import decodes_lazily
+from fashion_clip.data.image_pipeline import decodes_lazily, stack_images
 from fashion_clip.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class CollateWithTokenizer:
         and as int64 keys, which product-aware losses compare across ranks."""
         captions = [s["caption"] for s in samples]
         return {
-            "image": torch.stack([s["image"] for s in samples]),
+            "image": stack_images([s["image"] for s in samples]),
             "text": self.tokenizer(captions),
             "caption": captions,
             "caption_key": torch.tensor([caption_key(c) for c in captions], dtype=torch.int64),

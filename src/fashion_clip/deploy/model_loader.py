@@ -22,7 +22,7 @@ from fashion_clip.models.checkpoint import load_weights
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.models.identity import ModelIdentity, identify
 from fashion_clip.models.stored_config import clip_from_stored, without_targets
-from fashion_clip.utils.launch_dir import from_launch_dir, launch_reference
+from fashion_clip.utils.launch import from_launch_dir, launch_reference
 
 # model settings that name a local file or directory, or else a tag or hub name
 LOCAL_REFERENCES = ("pretrained", "tokenizer")

@@ -25,7 +25,7 @@ from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, run_title, w
 from fashion_clip.reports.pages import GALLERY_NAME, check_gallery_size, write_gallery
 from fashion_clip.reports.tables import write_category_reports
 from fashion_clip.retrieval.embedding import EmbeddedSplit
-from fashion_clip.utils.devices import resolve_device
+from fashion_clip.utils.launch import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fashion_clip.tuning.objective import USER_ERROR
-from fashion_clip.utils.launch_dir import from_launch_dir
+from fashion_clip.utils.launch import from_launch_dir
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 # workers' seeds lie this far apart, so no worker's seed is another's after some trials

@@ -1,8 +1,11 @@
-"""Paths given on the command line, read from where the user launched rather than Hydra's run directory."""
+"""Where a command runs: the directory the user launched it from (paths on the command line are read
+from there, not from Hydra's run directory) and the torch device, chosen the same way by every entry point."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 
 def from_launch_dir(root: str | Path, value: str | Path) -> Path:
@@ -19,3 +22,10 @@ def launch_reference(root: str | Path, value: str | None) -> str | None:
         return None
     local = from_launch_dir(root, value)
     return str(local.resolve()) if local.exists() else value
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, so the same config runs on a laptop and a GPU node."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
