@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.entry_in_process import run_entry
 from helpers.python_subprocess import run_python
 from helpers.search_index import index_of, load_tiny
 from helpers.tiny_model import TINY, random_tiny, save_tiny_weights
@@ -182,9 +183,8 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(
     entry, overrides, files, small_catalogue, tmp_path
 ) -> None:
     filled = [o.format(files=files, catalogue=small_catalogue) for o in overrides]
-    done = run_python(
-        "-m",
-        f"fashion_clip.{entry}",
+    done = run_entry(
+        entry,
         "model=tiny",
         *filled,
         f"paths.data_dir={small_catalogue}",
@@ -210,7 +210,7 @@ def test_search_runs_no_code_from_an_index_or_its_checkpoint(
     arguments, message, crafted_indexes, tmp_path
 ) -> None:
     filled = [a.format(files=crafted_indexes) for a in arguments]
-    done = run_python("-m", "fashion_clip.search", "red dress", *filled, "--device", "cpu", cwd=tmp_path)
+    done = run_entry("search", "red dress", *filled, "--device", "cpu", cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-3000:]
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (crafted_indexes / "marker").exists()

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.python_subprocess import run_python
+from helpers.entry_in_process import run_entry
 from helpers.shard_samples import jpeg_bytes, shard_sample, write_split
 from helpers.tiny_model import TINY, random_tiny
 
@@ -144,9 +144,8 @@ def test_the_users_own_urls_are_still_resolved_as_given() -> None:
 def test_evaluate_refuses_a_crafted_manifest_and_runs_nothing(split: Path, tmp_path: Path, case: int) -> None:
     name = crafted_names(tmp_path)[case]
     rename_first_shard(split, name)
-    done = run_python(
-        "-m",
-        "fashion_clip.evaluate",
+    done = run_entry(
+        "evaluate",
         "model=tiny",
         "data.test=.",
         "protocol=[full]",
@@ -214,9 +213,8 @@ def test_index_refuses_an_export_whose_model_json_names_a_file_elsewhere(
     export: Path, split: Path, tmp_path: Path, name: str
 ) -> None:
     crafted = tampered(export, "image_encoder.file", name, tmp_path / "crafted")
-    done = run_python(
-        "-m",
-        "fashion_clip.index",
+    done = run_entry(
+        "index",
         f"onnx={crafted}",
         f"source={split}",
         f"out={tmp_path / 'index.pt'}",
