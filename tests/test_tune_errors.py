@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers.python_subprocess import run_python
+from helpers.entry_in_process import run_entry
 from helpers.tune_overrides import SEARCH
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -115,9 +115,8 @@ def test_an_invalid_extreme_stops_before_the_study_opens(
 def test_the_cli_exits_2_before_any_trial(
     overrides: list[str], message: str, small_catalogue: Path, tmp_path: Path
 ) -> None:
-    done = run_python(
-        "-m",
-        "fashion_clip.tune",
+    done = run_entry(
+        "tune",
         *SEARCH,
         *overrides,
         f"paths.data_dir={small_catalogue}",
@@ -169,9 +168,8 @@ def test_a_user_error_in_a_trial_exits_2_and_the_fixed_rerun_runs_every_trial(
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
     def run_tune(target: str):
-        return run_python(
-            "-m",
-            "fashion_clip.tune",
+        return run_entry(
+            "tune",
             *SEARCH,
             "hparams_search.n_trials=2",
             f"hparams_search.storage={storage}",
