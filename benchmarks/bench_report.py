@@ -162,10 +162,14 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n" + "".join(f"\n## {title}\n\n{text}" for title, text in sections)
 
 
-def write_results(results: dict[str, Any], out_dir: Path) -> str:
-    """Write results.json and results.md (each under a temporary name, then renamed); return the markdown."""
-    text = markdown(results)
+def write_json_and_markdown(results: dict[str, Any], text: str, out_dir: Path) -> str:
+    """results.json and results.md, each under a temporary name, then renamed; returns the markdown."""
     for name, content in (("results.json", json.dumps(results, indent=2)), ("results.md", text)):
         with atomic_output(out_dir / name) as tmp:
             tmp.write_text(content)
     return text
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> str:
+    """`make bench`'s results.json and results.md; returns the markdown."""
+    return write_json_and_markdown(results, markdown(results), out_dir)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from bench_catalogue import bench_shards
-from bench_report import fmt, table
+from bench_report import fmt, table, write_json_and_markdown
 from fresh_process import json_from_fresh_process
 from machine import load_average, machine, versions
 from openclip_pipeline_runner import timed_batches
@@ -46,7 +46,6 @@ from fashion_clip.demo.products import Product, plan_products
 from fashion_clip.demo.rendering import render_views
 from fashion_clip.ingest.shard_writer import ShardSink
 from fashion_clip.models.factory import ClipBundle, create_clip
-from fashion_clip.utils.files import atomic_output
 
 OPENCLIP_VENV_PYTHON = Path(".venv-openclip/bin/python")
 RUNNER = Path(__file__).resolve().with_name("openclip_pipeline_runner.py")
@@ -290,15 +289,6 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + results_table(results["rows"])
 
 
-def write_results(results: dict[str, Any], out_dir: Path) -> str:
-    """results.json and results.md, each written whole; returns the markdown."""
-    text = markdown(results)
-    for name, content in (("results.json", json.dumps(results, indent=2)), ("results.md", text)):
-        with atomic_output(out_dir / name) as tmp:
-            tmp.write_text(content)
-    return text
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate or reuse the shards, run the interleaved rounds, write and print the table."""
     args = parse_args(argv)
@@ -326,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = measure(args, shards, create_clip(args.model))
     meta["load_avg_end"] = load_average()
     results = {"meta": meta, "rows": summary(runs, list(shards), reference_note(args))}
-    print(write_results(results, args.out))
+    print(write_json_and_markdown(results, markdown(results), args.out))
     print(f"written to {args.out}/results.json and results.md")
     return 0
 

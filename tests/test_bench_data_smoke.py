@@ -6,14 +6,11 @@ No speed is asserted: benchmarks measure, tests only prove the harness works.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.bench_smoke import BENCH_DIR, smoke_run
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
 from data_pipeline import REFERENCE, SPLITS, rotated, summary_row  # noqa: E402
@@ -23,9 +20,7 @@ from data_pipeline import REFERENCE, SPLITS, rotated, summary_row  # noqa: E402
 def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     """One `data_pipeline.py --smoke` run in a fresh process, as `make bench-data` would start it."""
     root = tmp_path_factory.mktemp("bench-data")
-    command = [sys.executable, str(BENCH_DIR / "data_pipeline.py"), "--smoke", "--out", str(root / "out")]
-    subprocess.run(command + ["--work-dir", str(root / "work")], check=True, capture_output=True, text=True)
-    return json.loads((root / "out" / "results.json").read_text()), (root / "out" / "results.md").read_text()
+    return smoke_run("data_pipeline.py", root)
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ No speed is asserted anywhere: benchmarks measure, tests only prove the harness 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.bench_smoke import BENCH_DIR, smoke_run
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
 from bench import parse_args, planned_rows  # noqa: E402
@@ -39,9 +38,7 @@ OPENCLIP_LINE = (
 def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     """One `bench.py --smoke` run in a fresh process, as `make bench` would start it."""
     root = tmp_path_factory.mktemp("bench")
-    command = [sys.executable, str(BENCH_DIR / "bench.py"), "--smoke", "--out", str(root / "out")]
-    subprocess.run(command + ["--work-dir", str(root / "work")], check=True, capture_output=True, text=True)
-    return json.loads((root / "out" / "results.json").read_text()), (root / "out" / "results.md").read_text()
+    return smoke_run("bench.py", root)
 
 
 @pytest.mark.slow
