@@ -42,6 +42,15 @@ def row_config(row: TrainingRow, overrides: Sequence[str] = ()) -> DictConfig:
 def build_step(row: TrainingRow, overrides: Sequence[str] = ()) -> tuple[Callable[[], None], int]:
     """One optimizer step on a fixed random batch under the row's autocast, as Lightning's mixed precision
     runs it, and the model's image side."""
+    _, step, side = build_training(row, overrides)
+    return step, side
+
+
+def build_training(
+    row: TrainingRow, overrides: Sequence[str] = ()
+) -> tuple[torch.nn.Module, Callable[[], None], int]:
+    """`build_step`'s step and image side with the model it trains, for benchmarks that change a setting
+    of the model between steps (patch_dropout_cost.py)."""
     cfg = row_config(row, overrides)
     torch.manual_seed(0)
     clip = instantiate(cfg.model)
@@ -68,7 +77,7 @@ def build_step(row: TrainingRow, overrides: Sequence[str] = ()) -> tuple[Callabl
         value.backward()
         optimizer.step()
 
-    return step, side
+    return model, step, side
 
 
 def timed_step(step: Callable[[], None], device: str) -> float:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pytest.nodeid import NodeId
 from helpers.hf_tokenizer import save_word_level_tokenizer, shard_captions
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from _pytest.nodeid import NodeId
 from omegaconf import DictConfig, open_dict
 
 from fashion_clip.api import compose_with_hydra

@@ -20,6 +20,16 @@ from fashion_clip.models.factory import create_clip, create_model
 
 MODELS = ("tiny", "vitb32", "vitb16", "siglip2_vitb16_256")
 DATA = ("demo", "demo_hard", "demo_hard_photos", "fashiongen", "fashiongen_aug", "indofashion")
+MARQO = (
+    "atlas",
+    "deepfashion_inshop",
+    "deepfashion_multimodal",
+    "fashion200k",
+    "imaterialist",
+    "kagl",
+    "polyvore",
+)
+DATA += tuple(f"marqo_{name}" for name in MARQO)
 LOSSES = {"infonce": InfoNCELoss, "siglip": SigLipLoss}
 REAL_PRESETS = {
     "vitb32": ("ViT-B-32", "laion2b_s34b_b79k"),

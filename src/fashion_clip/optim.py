@@ -6,6 +6,7 @@ gradients, because the fused step unscales them itself; such runs fall back with
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -92,12 +93,73 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def capped_warmup(warmup_steps: int, total_steps: float) -> int:
+    """Warmup of at most half the run, so a short run (a test, a debug preset) still reaches its schedule."""
+    return int(min(warmup_steps, total_steps // 2))
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 100, min_lr_ratio: float = 0.0
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR over the run's optimizer steps; warmup is capped so short runs still decay."""
     total_steps = max(1, int(total_steps))
-    warmup_steps = min(warmup_steps, total_steps // 2)
+    warmup_steps = capped_warmup(warmup_steps, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, min_lr_ratio)
+    )
+
+
+def const_factor(step: int, warmup_steps: int) -> float:
+    """open_clip_train's `const_lr` over the base LR: linear warmup, then the base LR to the end."""
+    return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+
+
+def const_cooldown_factor(
+    step: int, warmup_steps: int, total_steps: int, cooldown_steps: int, power: float, end_ratio: float
+) -> float:
+    """open_clip_train's `const_lr_cooldown` over the base LR: warmup, constant, then `(1 - progress) **
+    power` from the base LR down to `end_ratio` of it over the last `cooldown_steps`; held there after."""
+    start = total_steps - cooldown_steps
+    if step < warmup_steps or step < start:
+        return const_factor(step, warmup_steps)
+    decay = (1.0 - min(1.0, (step - start) / cooldown_steps)) ** power
+    return decay * (1.0 - end_ratio) + end_ratio
+
+
+def const(
+    optimizer: torch.optim.Optimizer, total_steps: float, warmup_steps: int = 100
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """open_clip_train's `--lr-scheduler const`; runs without an end (trainer.max_epochs=-1) too."""
+    warmup_steps = capped_warmup(warmup_steps, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: const_factor(step, warmup_steps))
+
+
+def const_cooldown(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    max_epochs: int,
+    warmup_steps: int = 100,
+    epochs_cooldown: int = 1,
+    cooldown_power: float = 1.0,
+    lr_cooldown_end: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """open_clip_train's `--lr-scheduler const-cooldown`: the cooldown spans the last `epochs_cooldown` of
+    the run's `max_epochs` epochs (`total_steps` is max_epochs whole epochs: preflight refuses max_steps),
+    and ends at the absolute LR `lr_cooldown_end`, as open_clip's `--lr-cooldown-end`."""
+    total_steps = max(1, int(total_steps))
+    cooldown_steps = max(1, total_steps // max_epochs * epochs_cooldown)
+    warmup_steps = capped_warmup(warmup_steps, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        [
+            functools.partial(
+                const_cooldown_factor,
+                warmup_steps=warmup_steps,
+                total_steps=total_steps,
+                cooldown_steps=cooldown_steps,
+                power=cooldown_power,
+                end_ratio=lr_cooldown_end / group["lr"],
+            )
+            for group in optimizer.param_groups
+        ],
     )

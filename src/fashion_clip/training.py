@@ -9,19 +9,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import open_clip
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fashion_clip.data.datamodule import datamodule_config
 from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.evaluation.front_door import SplitScoring, split_scoring, write_run_outputs
 from fashion_clip.models.checkpoint import read_checkpoint
-from fashion_clip.models.factory import ClipBundle
+from fashion_clip.models.factory import ClipBundle, augmented_train_transform
 from fashion_clip.preflight import preflight
 from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, run_identity, run_title
-from fashion_clip.reports.tables import log_hyperparameters, print_fields, stage_metrics, write_before_after
+from fashion_clip.reports.tables import (
+    COLUMNS,
+    before_after_rows,
+    log_hyperparameters,
+    print_fields,
+    stage_metrics,
+    write_before_after,
+)
 from fashion_clip.retrieval.embedding import EmbeddedSplit
 from fashion_clip.utils.launch import from_launch_dir
 
@@ -65,6 +74,21 @@ def log_stage(trainer: L.Trainer, records: Sequence[EvaluationRecord], split: st
         logger.log_metrics(metrics, step=step)
 
 
+def log_before_after(loggers: Sequence[Logger], records: Sequence[EvaluationRecord], table: Path) -> None:
+    """The before/after table beside each tracker's curves (TensorBoard text, MLflow artifacts, a W&B
+    table; CSV's is the file itself), then each logger closed again: Lightning finalized them when fit
+    ended, before the after stage's metrics and this table, which would otherwise stay unflushed."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_text(table.stem, table.read_text())
+        elif isinstance(logger, MLFlowLogger):
+            for path in (table, table.with_suffix(".json")):
+                logger.experiment.log_artifact(logger.run_id, str(path))
+        elif isinstance(logger, WandbLogger):
+            logger.log_table(table.stem, columns=list(COLUMNS), data=before_after_rows(records))
+        logger.finalize("success")
+
+
 def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, dict[str, float]]:
     """Build every part from the config, fit, and return the named protocols' scores before and after.
 
@@ -76,9 +100,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     root = cfg.paths.root_dir
     L.seed_everything(cfg.seed, workers=True)
     clip = load_clip(cfg.model, root=root).bundle
+    augment = OmegaConf.to_container(cfg.data, resolve=True).get("augment") or {}  # null: open_clip's default
     datamodule = instantiate(
         datamodule_config(cfg.data),
-        train_transform=clip.train_transform,
+        train_transform=augmented_train_transform(open_clip.get_model_preprocess_cfg(clip.model), augment),
         val_transform=clip.val_transform,
         tokenizer=clip.tokenizer,
     )
@@ -114,6 +139,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     if score:
         if records:
             title = run_title(cfg, "before and after fine-tuning")
-            write_before_after(records, title, Path(cfg.paths.output_dir))
+            table = write_before_after(records, title, Path(cfg.paths.output_dir))
+            log_before_after(trainer.loggers, records, table)
         write_run_outputs(cfg, scoring, records, splits)
     return stage_metrics(records)

@@ -10,6 +10,9 @@ TINY_ON_CPU = (
     "data.eval_batch_size=32",
 )
 
+# one optimizer step of `tiny` on CPU, without the before/after scoring: a switch composes and trains
+TINY_ONE_STEP = (*TINY_ON_CPU, "trainer.max_steps=1", "test_before_fit=false", "test_after_fit=false")
+
 # a real preset at random init for one optimizer step: validation right after it writes the only
 # checkpoint (weights only, no last.ckpt or snapshots), and the protocols are left to `evaluate`
 REAL_ONE_STEP_ON_CPU = (

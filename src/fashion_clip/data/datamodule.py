@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -22,6 +22,14 @@ from fashion_clip.data.raw_samples import first_samples, is_sample_count, raw_sa
 from fashion_clip.data.resumable import ResumableLoader
 from fashion_clip.data.samples import CaptionTransform, CollateWithTokenizer, DamagedShardsError, DecodeOrSkip
 from fashion_clip.data.shard_spec import count_samples, resolve_shards, shard_sizes
+from fashion_clip.data.weighted_sources import (
+    flat_spec,
+    is_weighted,
+    log_mix,
+    parse_sources,
+    source_mix,
+    weighted_shards,
+)
 from fashion_clip.errors import ConfigError
 
 ShardSpec = str | Sequence[str]
@@ -31,8 +39,10 @@ VALIDATION_LOADERS = ("val", "train_eval")
 
 def datamodule_config(data: DictConfig) -> dict[str, Any]:
     """The resolved `data` preset as `WebDatasetDataModule` arguments: all but `name`, which labels results
-    and titles, not the data."""
-    return {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "name"}
+    and titles, not the data, and `augment`, which the train transform is built with (training.py)."""
+    return {
+        k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k not in ("name", "augment")
+    }
 
 
 def every_nth(samples: Iterable[dict], start: int, step: int) -> Iterator[dict]:
@@ -99,11 +109,13 @@ class WebDatasetDataModule(L.LightningDataModule):
     as undecodable (samples.SkipTally); under DDP every rank stops at the same batch (`stop_together`).
     `uint8_batches` ships images as uint8 for the module to normalise on its device; `draft_decode` decodes
     train JPEGs at a reduced DCT scale where the crop allows (data/image_pipeline.py).
+    `train` may list weighted sources, `[{spec: DIR, weight: 3}, ...]`, drawn by weight in resampled mode
+    (data/weighted_sources.py); their mix is logged when a fit starts.
     """
 
     def __init__(
         self,
-        train: ShardSpec | None = None,
+        train: ShardSpec | Sequence[Mapping[str, Any]] | None = None,
         val: ShardSpec | None = None,
         test: ShardSpec | None = None,
         train_eval: ShardSpec | int | None = None,
@@ -126,6 +138,8 @@ class WebDatasetDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.compose = make_composer(batching, batch_size, batching_pool)
+        self.sources = parse_sources(train, resampled) if is_weighted(train) else None
+        train = flat_spec(self.sources) if self.sources else train  # sizes and `train_eval` read it whole
         if resampled and not samples_per_epoch and not (train and count_samples(train)):
             raise ConfigError(
                 "data.resampled=true needs data.samples_per_epoch (or a train directory with a manifest)"
@@ -222,8 +236,9 @@ class WebDatasetDataModule(L.LightningDataModule):
                 "one would wait forever for the others: give a split directory with a manifest.json or set "
                 "data.resampled=true data.samples_per_epoch=N"
             )
+        urls, weights = weighted_shards(self.sources) if self.sources else (resolve_shards(spec), None)
         return EpochStream(
-            resolve_shards(spec, "train"),
+            urls,
             DecodeOrSkip(self.train_transform, random_caption=True, caption_augment=self.caption_augment),
             collate,
             batch_size=self.batch_size,
@@ -235,7 +250,13 @@ class WebDatasetDataModule(L.LightningDataModule):
             length=length,
             compose=self.compose,
             max_skip_fraction=self.max_skip_fraction,
+            weights=weights,
         )
+
+    def setup(self, stage: str) -> None:
+        """A fit over weighted sources starts by saying their mix (run log, every logger's hparams)."""
+        if stage == "fit" and self.sources:
+            log_mix(source_mix(self.sources), self.trainer.loggers if self.trainer is not None else [])
 
     def _loader(self, split: str) -> torch.utils.data.DataLoader:
         """Batching happens in the pipeline, so the loader only parallelises it across workers."""

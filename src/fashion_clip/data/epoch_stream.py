@@ -10,6 +10,7 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import webdataset as wds
 
@@ -17,6 +18,7 @@ from fashion_clip.data.batching import Composer, KeyedSample, keyed_samples
 from fashion_clip.data.raw_samples import RawSample, raw_samples
 from fashion_clip.data.resumable import StreamPosition
 from fashion_clip.data.samples import CollateWithTokenizer, DamagedShardsError, DecodeOrSkip, SkipTally
+from fashion_clip.data.weighted_sources import weighted_draws
 
 # what a worker yields: (logical worker, raw samples it has read so far, batch); in place of a batch, the
 # error that ended its stream because more than data.max_skip_fraction of its samples failed to decode
@@ -31,16 +33,19 @@ def derive_seed(*parts: object) -> int:
 
 @contextlib.contextmanager
 def seeded_rng(seed: int) -> Iterator[None]:
-    """Run a block on its own CPU torch and Python RNG streams: augmentations and caption choice replay
-    exactly, and with num_workers=0 the training process's own random state is left as it was."""
-    python_state = random.getstate()
+    """Run a block on its own CPU torch, Python and numpy RNG streams (timm's RandAugment draws from numpy's):
+    augmentations and caption choice replay exactly, and with num_workers=0 the training process's own
+    random state is left as it was."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
         random.seed(derive_seed(seed, "python"))  # not `seed`: DecodeOrSkip's caption RNG starts from that
+        np.random.seed(derive_seed(seed, "numpy") % 2**32)
         try:
             yield
         finally:
             random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 class CountingIterator(Iterator):
@@ -65,7 +70,8 @@ class EpochStream(torch.utils.data.IterableDataset):
 
     Shards are shuffled with a per-epoch seed shared by every rank and worker, then split between them
     (no overlap); `resampled_batches` instead draws shards with replacement, `resampled_batches` batches
-    per worker, from a per-(epoch, rank, worker) seed. The sample shuffle buffer and each batch's
+    per worker, from a per-(epoch, rank, worker) seed: uniformly, or in proportion to `weights` (one per
+    url: its source's weight, data/weighted_sources.py). The sample shuffle buffer and each batch's
     augmentations and caption choices are seeded the same way, so skipping raw samples is enough to resume.
     Set `start` before each iteration (`ResumableLoader` does): workers receive a copy at that point.
     With a `compose` (data/batching.py) a worker's batches are composed from its stream instead of taken
@@ -88,6 +94,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         length: int | None = None,
         compose: Composer | None = None,
         max_skip_fraction: float | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.urls = list(urls)
@@ -102,6 +109,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         self.length = length
         self.compose = compose
         self.max_skip_fraction = max_skip_fraction
+        self.weights = weights
         self.start = StreamPosition.epoch_start(0, 1)
 
     def __len__(self) -> int:
@@ -130,6 +138,8 @@ class EpochStream(torch.utils.data.IterableDataset):
         """This worker's shard urls for the epoch (endless when resampled)."""
         if self.resampled_batches is not None:
             seed = self._worker_seed(epoch, worker, "shards")
+            if self.weights is not None:
+                return weighted_draws(self.urls, self.weights, seed)
             drawn = wds.ResampledShards(self.urls, deterministic=True, worker_seed=lambda: seed)
             return (shard["url"] for shard in drawn)
         return self.rank_shards(epoch)[worker::workers]

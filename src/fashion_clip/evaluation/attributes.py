@@ -1,6 +1,7 @@
 """The `attributes` protocol: every value of a product metadata field ("red", "wool", "dress") becomes a
 text query against the split's products, as Marqo's fashion benchmarks score attribute search; each
-query's ranking is scored by P@1, P@10, MRR, nDCG@10 and mAP@10 (torchmetrics' retrieval metrics)."""
+query's ranking is scored by P@1, P@10, MRR, nDCG@10 and mAP@10 (torchmetrics' retrieval metrics), and on
+request by trec_eval's AP@10 (`map10_trec`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from torchmetrics.retrieval import (
     RetrievalMRR,
     RetrievalNormalizedDCG,
     RetrievalPrecision,
+    RetrievalRecall,
 )
+from torchmetrics.retrieval.base import RetrievalMetric
 
 from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.zeroshot import check_templates, class_embeddings
@@ -34,6 +37,9 @@ METRICS = {
     "ndcg10": (RetrievalNormalizedDCG, TOP_K),
     "map10": (RetrievalMAP, TOP_K),
 }
+# trec_eval's (and beir's) AP@10: the precisions at the relevant items in the top 10 divided by every
+# relevant item, where `map10` divides by those found in the top 10
+TREC_MAP = "map10_trec"
 
 
 def keep_rows(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -42,13 +48,25 @@ def keep_rows(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     return values
 
 
-def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each metric of `METRICS` for every query row of (Q, N) `scores` against (Q, N) bool `relevant`.
+def per_query(
+    metric: RetrievalMetric, preds: torch.Tensor, target: torch.Tensor, indexes: torch.Tensor
+) -> torch.Tensor:
+    """A torchmetrics retrieval metric's value for every query (it squeezes a single query's value)."""
+    metric.update(preds, target, indexes=indexes)
+    return metric.compute().reshape(-1)
+
+
+def ranking_metrics(
+    scores: torch.Tensor, relevant: torch.Tensor, trec_map: bool = False
+) -> dict[str, torch.Tensor]:
+    """Each metric of `METRICS` for every query row of (Q, N) `scores` against (Q, N) bool `relevant`, and
+    with `trec_map` trec_eval's AP@10 as `map10_trec`.
 
     torchmetrics counts an item whose score is not positive as never retrieved, so scores are shifted
     (in float64, which keeps every row's order) to start at 1. P@10 divides by 10 even when a query has fewer
     relevant items; mAP@10 averages the precision at each relevant item within the top 10; MRR looks
-    at the whole ranking.
+    at the whole ranking. trec_eval's AP@10 is mAP@10 times Recall@10 (found / all relevant): the same
+    precisions summed, divided by every relevant item.
     """
     if scores.shape != relevant.shape or scores.ndim != 2:
         shapes = f"{tuple(scores.shape)} and {tuple(relevant.shape)}"
@@ -57,11 +75,13 @@ def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor) -> dict[str, t
     preds = (scores - scores.min() + 1.0).cpu().flatten()
     target = relevant.bool().cpu().flatten()
     indexes = torch.arange(scores.shape[0]).repeat_interleave(scores.shape[1])
-    results = {}
-    for name, (metric_class, top_k) in METRICS.items():
-        metric = metric_class(top_k=top_k, aggregation=keep_rows)
-        metric.update(preds, target, indexes=indexes)
-        results[name] = metric.compute().reshape(-1)  # torchmetrics squeezes a single query's value
+    results = {
+        name: per_query(metric_class(top_k=top_k, aggregation=keep_rows), preds, target, indexes)
+        for name, (metric_class, top_k) in METRICS.items()
+    }
+    if trec_map:
+        recall = per_query(RetrievalRecall(top_k=TOP_K, aggregation=keep_rows), preds, target, indexes)
+        results[TREC_MAP] = results["map10"] * recall
     return results
 
 
@@ -147,8 +167,10 @@ def product_scores(
     return best.scatter_reduce_(1, image_products.expand_as(image_scores), image_scores, "amax")
 
 
-def check_options(product_embedding: str, max_queries_per_field: int) -> None:
+def check_options(product_embedding: str, max_queries_per_field: int, trec_map: bool) -> None:
     """Reject bad options with the key to change, before any text is encoded."""
+    if not isinstance(trec_map, bool):
+        raise ConfigError(f"{KEY}.trec_map must be true or false, got {trec_map!r}")
     if product_embedding not in PRODUCT_EMBEDDINGS:
         raise ConfigError(
             f"{KEY}.product_embedding={product_embedding!r} is not one of {', '.join(PRODUCT_EMBEDDINGS)}"
@@ -187,7 +209,11 @@ class FieldSearch:
 
 
 def search_field(
-    values: list[str | None], text_of: Callable[[list[str]], torch.Tensor], scores_of: ScoreFn, cap: int
+    values: list[str | None],
+    text_of: Callable[[list[str]], torch.Tensor],
+    scores_of: ScoreFn,
+    cap: int,
+    trec_map: bool = False,
 ) -> FieldSearch:
     """Rank the products having the field for each of its (capped) values; relevant = same value."""
     queries = field_queries(values, cap)
@@ -196,7 +222,7 @@ def search_field(
     gallery_codes = torch.tensor([codes.get(values[i], -1) for i in gallery])
     relevant = gallery_codes[None, :] == torch.arange(len(queries))[:, None]
     scores = scores_of(text_of(queries))[:, torch.tensor(gallery)]
-    return FieldSearch(queries, relevant, ranking_metrics(scores, relevant))
+    return FieldSearch(queries, relevant, ranking_metrics(scores, relevant, trec_map))
 
 
 @torch.inference_mode()
@@ -208,9 +234,11 @@ def attribute_search(
     templates: Sequence[str] = DEFAULT_TEMPLATES,
     product_embedding: str = "mean",
     max_queries_per_field: int = 100,
+    trec_map: bool = False,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """P@1, P@10, MRR, nDCG@10 and mAP@10 of value queries against products, per field and overall.
+    """P@1, P@10, MRR, nDCG@10 and mAP@10 of value queries against products, per field and overall, and
+    with `trec_map` trec_eval's AP@10 beside them (`map10_trec`; `map10` keeps its definition).
 
     A field's gallery is the products that have the field; a query's relevant products are those with
     its value. Its text embedding is the mean of its prompts (`templates`), as zero-shot class names.
@@ -222,7 +250,7 @@ def attribute_search(
     is skipped (logged; its `<field>/values` is kept). The `category` field's per-value results are
     also stored as the per-category breakdown. `model` is moved to `device` and put in eval mode.
     """
-    check_options(product_embedding, max_queries_per_field)
+    check_options(product_embedding, max_queries_per_field, trec_map)
     templates = check_templates(templates, f"{KEY}.templates")
     products = Products.of(split)
     names = search_fields({name for fields in products.metadata for name in fields}, fields)
@@ -239,18 +267,18 @@ def attribute_search(
         return product_scores(text, image_features, products, product_embedding).cpu()
 
     metrics: dict[str, float] = {}
-    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in METRICS}
+    pooled: dict[str, list[torch.Tensor]] = {}
     for name in names:
         values = products.values(name)
         metrics[f"{name}/values"] = len(set(filter(None, values)))
         if metrics[f"{name}/values"] < 2:
             log.warning("%s: field %r has fewer than 2 distinct values: skipped", KEY, name)
             continue
-        result = search_field(values, text_of, scores_of, max_queries_per_field)
+        result = search_field(values, text_of, scores_of, max_queries_per_field, trec_map)
         metrics |= {f"{name}/{metric}": value for metric, value in mean_metrics(result.per_query).items()}
         metrics[f"{name}/queries"] = len(result.queries)
         for metric, rows in result.per_query.items():
-            pooled[metric].append(rows)
+            pooled.setdefault(metric, []).append(rows)
         if name == CATEGORY_FIELD:
             metrics |= value_breakdown(result.queries, result.relevant, result.per_query)
     searched = [name for name in names if f"{name}/queries" in metrics]

@@ -22,6 +22,7 @@ from fashion_clip.evaluation.fashionklip_files import export_fashionklip
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.preflight import check_split
 from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, run_title, write_results
+from fashion_clip.reports.leaderboard import write_leaderboard
 from fashion_clip.reports.pages import GALLERY_NAME, check_gallery_size, write_gallery
 from fashion_clip.reports.tables import write_category_reports
 from fashion_clip.retrieval.embedding import EmbeddedSplit
@@ -158,13 +159,16 @@ def write_run_outputs(
     records: list[EvaluationRecord],
     splits: Mapping[str, EmbeddedSplit],
 ) -> None:
-    """The run directory's evaluation files: `evaluation_results.json` and `categories_<protocol>.{md,png}`
-    of the records and, where asked, `gallery.html` and `fashionklip/` of the model shown (the fine-tuned one
-    when `splits` has it), with the base model's top products beside under `evaluation.gallery_base`."""
+    """The run directory's evaluation files: `evaluation_results.json`, `categories_<protocol>.{md,png}` and
+    (protocol=marqo) `leaderboard_marqo.{md,csv}` of the records and, where asked, `gallery.html` and
+    `fashionklip/` of the model shown (the fine-tuned one when `splits` has it), with the base model's top
+    products beside under `evaluation.gallery_base`."""
     out_dir = Path(cfg.paths.output_dir)
     if records:
         write_results(records, out_dir)
         write_category_reports(records, out_dir)
+        for path in write_leaderboard(records, out_dir):
+            log.info("wrote %s", path)
     shown = FINETUNED if FINETUNED in splits else BASE
     if scoring.gallery is not None:
         base = splits[BASE] if scoring.gallery_base else None

@@ -1,4 +1,5 @@
-"""An evaluation run from its config: score the base model or a checkpoint under the named protocols.
+"""An evaluation run from its config: score the base model, a checkpoint or an ONNX export under the
+named protocols.
 
 The entry point `python -m fashion_clip.evaluate` and `fashion_clip.api.evaluate` both run `evaluate`.
 """
@@ -9,22 +10,33 @@ import lightning as L
 from omegaconf import DictConfig
 
 from fashion_clip.deploy.model_loader import load_clip
+from fashion_clip.errors import ConfigError
 from fashion_clip.evaluation.front_door import split_scoring, write_run_outputs
 from fashion_clip.preflight import preflight
 from fashion_clip.records import BASE, FINETUNED, EvaluationRecord, run_identity, run_title, training_loss
+from fashion_clip.reports.leaderboard import print_tasks
 from fashion_clip.reports.tables import print_fields, print_records
 
 
 def evaluate(cfg: DictConfig) -> list[EvaluationRecord]:
-    """Embed the split once with the base model or a checkpoint, score each protocol, write and print."""
+    """Embed the split once with the base model, a checkpoint or an ONNX export (`onnx=`, always of a
+    checkpoint: recorded as fine-tuned, with its directory as the weights), score each protocol, write and
+    print."""
     scoring = split_scoring(cfg, "evaluate")
     preflight(cfg, "evaluate")
     root = cfg.paths.root_dir
     L.seed_everything(cfg.seed)
-    loaded = load_clip(cfg.model, cfg.ckpt_path, root=root, trust_checkpoint=cfg.trust_checkpoint)
-    stage = FINETUNED if loaded.ckpt_path else BASE
+    onnx = cfg.get("onnx")
+    loaded = load_clip(cfg.model, cfg.ckpt_path, root=root, onnx=onnx, trust_checkpoint=cfg.trust_checkpoint)
+    if onnx and loaded.bundle.name != cfg.model.name:
+        raise ConfigError(
+            f"onnx={onnx} is an export of {loaded.bundle.name}, but model.name={cfg.model.name}: choose the "
+            f"model= preset named {loaded.bundle.name}, so the records name the model evaluated"
+        )
+    weights = loaded.ckpt_path or loaded.config.get("onnx")
+    stage = FINETUNED if weights else BASE
     records, split = scoring.score(
-        loaded.bundle, run_identity(cfg, stage, loaded.ckpt_path, training_loss(loaded.ckpt_path))
+        loaded.bundle, run_identity(cfg, stage, weights, training_loss(loaded.ckpt_path))
     )
     splits = {stage: split}
     if scoring.gallery_base:
@@ -33,4 +45,5 @@ def evaluate(cfg: DictConfig) -> list[EvaluationRecord]:
     write_run_outputs(cfg, scoring, records, splits)
     print_records(records, run_title(cfg, stage))
     print_fields(records)
+    print_tasks(records)
     return records

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -81,11 +81,19 @@ def array_to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array), "RGB")
 
 
-def load_image(source: Path | np.ndarray) -> Image.Image:
+class InMemoryImage(io.BytesIO):
+    """Image file bytes held in memory, shown by size rather than by address in decoder errors, so the
+    manifest's skip details are the same on every run."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self.getvalue())} bytes of image data>"
+
+
+def load_image(source: Path | np.ndarray | bytes) -> Image.Image:
     """Fully decoded RGB image, so truncated files fail here and not in a training worker."""
     if isinstance(source, np.ndarray):
         return array_to_image(source)
-    with Image.open(source) as image:
+    with Image.open(InMemoryImage(source) if isinstance(source, bytes) else source) as image:
         image.load()
         return image.convert("RGB")
 
@@ -114,18 +122,21 @@ DUPLICATE = "duplicate image name"
 BAD_PICKLE = "unreadable pickle"
 BAD_RECORD = "malformed record"
 OTHER_SPLIT = "product in another split"
+UNSAFE_PATH = "image path outside the dataset folder"
 
 
 @dataclass(frozen=True, eq=False)
 class CatalogueItem:
-    """One image with its captions; `image` is a file path or a decoded HxWx3 (or CHW) array."""
+    """One image with its captions; `image` is a file path, a file's bytes or a decoded HxWx3 (or CHW)
+    array; `metadata` holds further json fields (colour, season...) the source carries."""
 
     index: int
     name: str
-    image: Path | np.ndarray
+    image: Path | np.ndarray | bytes
     captions: tuple[str, ...]
     product_id: str
     category: str = ""
+    metadata: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,8 +178,10 @@ def sample_key(index: int) -> str:
 
 
 def sample_metadata(item: CatalogueItem) -> bytes:
-    """The `.json` member: what evaluation groups by (product) and what augmentation samples (captions)."""
+    """The `.json` member: what evaluation groups by (product) and what augmentation samples (captions),
+    after the source's own metadata fields."""
     meta = {
+        **item.metadata,
         "product_id": item.product_id,
         "category": item.category,
         "captions": list(item.captions),

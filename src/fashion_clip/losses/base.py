@@ -47,6 +47,10 @@ class TrainingLoss(nn.Module, ABC):
         """Product ids and caption keys: what the product-aware modes compare to find a row's positives."""
         return {"product": batch.get("product"), "caption": batch.get("caption_key")}
 
+    def bind_student(self, image_mean: torch.Tensor, image_std: torch.Tensor) -> None:
+        """The normalisation of the student's images, told once by the module; only a loss that feeds
+        them to another model (distillation's teacher) needs it."""
+
     @abstractmethod
     def forward(
         self,

@@ -21,6 +21,8 @@ class InfoNCELoss(ContrastiveLoss):
     """Symmetric InfoNCE over the global batch; gathering with grad keeps DDP gradients exact."""
 
     uses_logit_bias = False
+    # the open_clip loss built per topology; distillation swaps in its subclass DistillClipLoss
+    open_clip_class: type[ClipLoss] = ClipLoss
 
     def __init__(
         self,
@@ -34,7 +36,7 @@ class InfoNCELoss(ContrastiveLoss):
         self.local_loss = local_loss
 
     def _build(self, rank: int, world_size: int) -> nn.Module:
-        return ClipLoss(
+        return self.open_clip_class(
             local_loss=self.local_loss,
             gather_with_grad=self.gather_with_grad,
             rank=rank,

@@ -128,6 +128,7 @@ class ClipModule(L.LightningModule):
         mean, std = image_normalization(model)
         self.register_buffer("image_mean", mean, persistent=False)
         self.register_buffer("image_std", std, persistent=False)
+        loss.bind_student(mean, std)
         # validation is the recall hook, one metric per validation loader (val, and the train slice when
         # data.train_eval is set); the test split is scored by the named protocols (train.py)
         self.recall = nn.ModuleDict(

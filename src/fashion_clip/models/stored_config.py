@@ -27,7 +27,8 @@ LEGACY_TARGETS = {
 }
 OPTIONAL_TEXT = (str, type(None))
 # top-level fields and the types a value may have; `cache_dir` and `compile*` are settings of the machine
-# that searches, not of the model, so they are checked but not taken from the file
+# that searches, `grad_checkpointing` and `patch_dropout` of training, not of the model, so they are checked
+# but not taken from the file
 SCALARS: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "pretrained": OPTIONAL_TEXT,
@@ -35,10 +36,11 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "cache_dir": OPTIONAL_TEXT,
     "force_image_size": (int, type(None)),
     "grad_checkpointing": (bool,),
+    "patch_dropout": (int, float),
     "compile": (bool,),
     "compile_backend": (str,),
 }
-NOT_TAKEN = ("cache_dir", "compile", "compile_backend", "grad_checkpointing")
+NOT_TAKEN = ("cache_dir", "compile", "compile_backend", "grad_checkpointing", "patch_dropout")
 SETTINGS: dict[str, type] = {"lock": LockSettings, "lora": LoraSettings}
 SETTING_TYPES = (bool, int, float, str)
 

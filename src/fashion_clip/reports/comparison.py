@@ -22,6 +22,7 @@ from rich.table import Table
 
 from fashion_clip.errors import MissingInputError
 from fashion_clip.records import BASE, RESULTS_NAME, EvaluationRecord, read_results
+from fashion_clip.reports.leaderboard import write_leaderboard
 from fashion_clip.reports.tables import (
     ALL_FIELDS,
     COUNT_COLUMNS,
@@ -368,6 +369,8 @@ def report(paths: list[str | Path], out_dir: str | Path | None = None) -> dict[s
         if section:
             Console(width=220).print(section, markup=False)
     first = Path(paths[0])
-    written = write_report(rows, out_dir or (first if first.is_dir() else first.parent))
+    out = out_dir or (first if first.is_dir() else first.parent)
+    written = write_report(rows, out)
+    written |= {path.name: path for path in write_leaderboard([row.record for row in rows], out)}
     Console().print(f"wrote {', '.join(str(p) for p in written.values())}")
     return written
