@@ -134,7 +134,7 @@ class WebDatasetDataModule(L.LightningDataModule):
         caption_augment: CaptionTransform | None = None,
         max_skip_fraction: float | None = 0.05,
         uint8_batches: bool = True,
-        draft_decode: bool = False,
+        draft_decode: bool = True,
     ) -> None:
         super().__init__()
         self.compose = make_composer(batching, batch_size, batching_pool)
