@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,18 @@ def rank_and_world_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+class ScoredBatch(NamedTuple):
+    """What a multi-positive loss scores: this rank's unit-norm features, the logit scale and bias, the
+    rows' (positive ids, caption keys or None) and how many ranks share the batch."""
+
+    image: torch.Tensor
+    text: torch.Tensor
+    logit_scale: torch.Tensor
+    logit_bias: torch.Tensor | None
+    keys: tuple[torch.Tensor, torch.Tensor | None]
+    world_size: int
 
 
 class TrainingLoss(nn.Module, ABC):
@@ -87,16 +99,8 @@ class ContrastiveLoss(TrainingLoss):
         """Subclasses choose the open_clip loss and its options; the base only handles the topology."""
 
     @abstractmethod
-    def _multi_positive(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor,
-        logit_bias: torch.Tensor | None,
-        keys: tuple[torch.Tensor, torch.Tensor | None],
-        world_size: int,
-    ) -> torch.Tensor:
-        """The loss with a positive mask; `keys` are this rank's (positive ids, caption keys or None)."""
+    def _multi_positive(self, batch: ScoredBatch) -> torch.Tensor:
+        """The loss with a positive mask built from the batch's keys."""
 
     @property
     def multi_positive(self) -> bool:
@@ -151,7 +155,7 @@ class ContrastiveLoss(TrainingLoss):
             rank, world_size = rank_and_world_size() if distributed else (0, 1)
             keys = self._keys(image_features, rank, product, caption)
             return self._multi_positive(
-                image_features, text_features, logit_scale, logit_bias, keys, world_size
+                ScoredBatch(image_features, text_features, logit_scale, logit_bias, keys, world_size)
             )
         loss = self.open_clip_loss(distributed)
         if not self.uses_logit_bias:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss, gather_features
 from torch import nn
 
-from fashion_clip.losses.base import ContrastiveLoss, rank_and_world_size
+from fashion_clip.losses.base import ContrastiveLoss, ScoredBatch, rank_and_world_size
 from fashion_clip.losses.positives import gathered_mask
 
 
@@ -43,26 +43,16 @@ class InfoNCELoss(ContrastiveLoss):
             world_size=world_size,
         )
 
-    def _multi_positive(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor,
-        logit_bias: torch.Tensor | None,
-        keys: tuple[torch.Tensor, torch.Tensor | None],
-        world_size: int,
-    ) -> torch.Tensor:
+    def _multi_positive(self, batch: ScoredBatch) -> torch.Tensor:
         """Both directions' soft-target cross-entropy, gathered as open_clip's ClipLoss gathers."""
-        all_images, all_texts = image_features, text_features
-        if world_size > 1:
+        all_images, all_texts = batch.image, batch.text
+        if batch.world_size > 1:
             rank, _ = rank_and_world_size()
             all_images, all_texts = gather_features(
-                image_features, text_features, self.local_loss, self.gather_with_grad, rank, world_size
+                batch.image, batch.text, self.local_loss, self.gather_with_grad, rank, batch.world_size
             )
-        rows_image, rows_text = (
-            (image_features, text_features) if self.local_loss else (all_images, all_texts)
-        )
-        mask = gathered_mask(keys, world_size, rows_are_global=not self.local_loss)
-        per_image = soft_target_cross_entropy(logit_scale * rows_image @ all_texts.T, mask)
-        per_text = soft_target_cross_entropy(logit_scale * rows_text @ all_images.T, mask)
+        rows_image, rows_text = (batch.image, batch.text) if self.local_loss else (all_images, all_texts)
+        mask = gathered_mask(batch.keys, batch.world_size, rows_are_global=not self.local_loss)
+        per_image = soft_target_cross_entropy(batch.logit_scale * rows_image @ all_texts.T, mask)
+        per_text = soft_target_cross_entropy(batch.logit_scale * rows_text @ all_images.T, mask)
         return (per_image + per_text) / 2

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from open_clip.loss import SigLipLoss as OpenClipSigLipLoss
 from torch import nn
 
-from fashion_clip.losses.base import ContrastiveLoss
+from fashion_clip.losses.base import ContrastiveLoss, ScoredBatch
 from fashion_clip.losses.positives import gathered_mask
 
 
@@ -38,19 +38,11 @@ class SigLipLoss(ContrastiveLoss):
     def _build(self, rank: int, world_size: int) -> nn.Module:
         return OpenClipSigLipLoss(rank=rank, world_size=world_size, dist_impl=self.dist_impl)
 
-    def _multi_positive(
-        self,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        logit_scale: torch.Tensor,
-        logit_bias: torch.Tensor | None,
-        keys: tuple[torch.Tensor, torch.Tensor | None],
-        world_size: int,
-    ) -> torch.Tensor:
+    def _multi_positive(self, batch: ScoredBatch) -> torch.Tensor:
         """This rank's images against every text, summed over pairs, over local images (as open_clip)."""
-        all_texts = text_features
-        if world_size > 1:
-            all_texts = torch.cat(torch.distributed.nn.functional.all_gather(text_features))
-        labels = 2 * gathered_mask(keys, world_size, rows_are_global=False) - 1
-        logits = logit_scale * image_features @ all_texts.T + logit_bias
-        return -F.logsigmoid(labels * logits).sum() / len(image_features)
+        all_texts = batch.text
+        if batch.world_size > 1:
+            all_texts = torch.cat(torch.distributed.nn.functional.all_gather(batch.text))
+        labels = 2 * gathered_mask(batch.keys, batch.world_size, rows_are_global=False) - 1
+        logits = batch.logit_scale * batch.image @ all_texts.T + batch.logit_bias
+        return -F.logsigmoid(labels * logits).sum() / len(batch.image)
