@@ -8,12 +8,12 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 from helpers.entry_in_process import run_entry
 from helpers.train_overrides import TINY_ON_CPU
 from omegaconf import open_dict
 
 from fashion_clip.errors import ConfigError
+from fashion_clip.models.checkpoint import read_checkpoint
 from fashion_clip.preflight import check_numbers
 from fashion_clip.training import train
 from fashion_clip.utils.config_tree import print_config_tree
@@ -21,9 +21,7 @@ from fashion_clip.utils.config_tree import print_config_tree
 
 def last_step(run: Path) -> int:
     """The optimizer steps the run took, from its last checkpoint."""
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")[
-        "global_step"
-    ]
+    return read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
 
 
 def check_fdr(run: Path) -> None:

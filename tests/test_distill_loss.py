@@ -26,6 +26,7 @@ from fashion_clip.deploy.model_loader import LoadedModel
 from fashion_clip.errors import ConfigError, MissingInputError
 from fashion_clip.losses import InfoNCELoss
 from fashion_clip.losses.distill import DistillLoss
+from fashion_clip.models.checkpoint import read_checkpoint
 from fashion_clip.models.clip_module import ClipModule
 from fashion_clip.models.factory import create_clip
 from fashion_clip.preflight import preflight
@@ -155,7 +156,7 @@ def test_teacher_stays_frozen_out_of_optimizer_and_checkpoints(teacher, batch, t
     assert record.metrics["train/loss"] == pytest.approx(
         record.metrics["train/loss_contrastive"] + record.metrics["train/loss_distill"], rel=1e-5
     )
-    saved = torch.load(save_lightning(module, tmp_path / "student.ckpt"), weights_only=False)["state_dict"]
+    saved = read_checkpoint(save_lightning(module, tmp_path / "student.ckpt"))["state_dict"]
     infonce = ClipModule(random_tiny(0), InfoNCELoss(), optimizer=torch.optim.SGD).state_dict()
     assert saved.keys() == infonce.keys()
     reloaded = ClipModule(random_tiny(1), DistillLoss(teacher), optimizer=torch.optim.SGD)
@@ -286,5 +287,5 @@ def test_training_run_distills_from_a_teacher_checkpoint(
     checkpoints = list((tmp_path / "run").rglob("*.ckpt"))
     assert checkpoints
     for path in checkpoints:
-        state = torch.load(path, weights_only=False)["state_dict"]
+        state = read_checkpoint(path)["state_dict"]
         assert not [key for key in state if key.startswith("loss.")], path

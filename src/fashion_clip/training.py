@@ -100,7 +100,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     root = cfg.paths.root_dir
     L.seed_everything(cfg.seed, workers=True)
     clip = load_clip(cfg.model, root=root).bundle
-    augment = OmegaConf.to_container(cfg.data, resolve=True).get("augment") or {}  # null: open_clip's default
+    augment = cfg.data.get("augment")  # null: open_clip's default
+    augment = OmegaConf.to_container(augment, resolve=True) if augment else {}
     datamodule = instantiate(
         datamodule_config(cfg.data),
         train_transform=augmented_train_transform(open_clip.get_model_preprocess_cfg(clip.model), augment),

@@ -128,10 +128,10 @@ def decoded_samples(
     samples: Iterable[dict[str, Any]],
     transform: Callable[[Image.Image], Any],
     on_skip: OnSkip | None = None,
-) -> Iterator[tuple[dict[str, Any], Decoded | None, int]]:
+) -> Iterator[tuple[dict[str, Any] | None, Decoded | None, int]]:
     """Each decodable sample with its decoding and the count of corrupt samples just before it; those are
     logged, counted and passed to `on_skip`, and a run of them at the end comes last as (None, None, n)."""
-    skipped, sample = 0, None
+    skipped = 0
     for sample in samples:
         try:
             decoded = decode_sample(sample, transform)
