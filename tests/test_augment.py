@@ -112,6 +112,7 @@ def test_jitter_keeps_the_uint8_and_draft_decode_path(compose_train, tiny_clip) 
     )
     fast = worker_transform(built, uint8=True, draft=True)
     assert isinstance(fast, ImagePipeline) and isinstance(fast.transforms[0], DraftCrop)
+    assert fast.transforms[0].torch_mode is None  # the jitter after the crop takes PIL images
     assert any(isinstance(step, color_jitter) for step in fast.transforms)
     mean, std = (
         torch.tensor(tiny_preprocess(tiny_clip)["mean"]),

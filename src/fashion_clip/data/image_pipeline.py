@@ -11,8 +11,12 @@ on the GPU.
 the crop from the JPEG header's size (the same torch RNG draws as RandomResizedCrop, so a seed gives the
 same crop box), asks libjpeg-turbo for the largest DCT reduction (1/2, 1/4, 1/8) that still leaves the
 crop at least the output size in both directions, and crops and resizes from there. A 1200x1600 photo
-cropped to 224 px then decodes at 1/4 of each side: a sixteenth of the pixels. It changes pixels (the
-DCT scaling averages blocks where the full path resamples bicubically), hence train-only.
+cropped to 224 px then decodes at 1/4 of each side: a sixteenth of the pixels. When the crop is the last
+step before the uint8 tensor (open_clip's default train transform), it resizes with torch's antialiased
+uint8 resize (PIL's filters, about 4x faster than PIL's resize on one core; `tensor_resize`), on the box
+rounded to whole pixels of the decoded grid. Both change pixels (the DCT scaling averages blocks where the
+full path resamples bicubically; torch's resize rounds between its two passes as PIL does not), hence
+train-only; docs/training.md#data-pipeline-speed has the measured differences.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import open_clip
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
-from torchvision.transforms import Compose, Normalize, RandomResizedCrop, ToTensor
+from open_clip.transform import MaybeConvertMode
+from torchvision.transforms import Compose, InterpolationMode, Normalize, RandomResizedCrop, ToTensor
 from torchvision.transforms.functional import pil_modes_mapping
 
 log = logging.getLogger(__name__)
 
 DCT_REDUCTIONS = (8, 4, 2)
+# the filters torch resizes uint8 images with as PIL does (antialiased; a=-0.5 for bicubic)
+TORCH_RESIZE_MODES = {InterpolationMode.BICUBIC: "bicubic", InterpolationMode.BILINEAR: "bilinear"}
 
 
 class ImagePipeline(Compose):
@@ -43,9 +50,12 @@ class ImagePipeline(Compose):
         self.lazy_decode = lazy_decode
 
 
-def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+def to_uint8_tensor(image: Image.Image | torch.Tensor) -> torch.Tensor:
     """CHW uint8, the values ToTensor would divide by 255, as a view of the HWC pixels: transposing here
-    cost more than the copy itself; `stack_images` copies them into a channels-last batch instead."""
+    cost more than the copy itself; `stack_images` copies them into a channels-last batch instead. A
+    tensor (`DraftCrop`'s, already uint8) passes through."""
+    if isinstance(image, torch.Tensor):
+        return image
     array = np.array(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -88,15 +98,30 @@ def dct_reduction(crop_size: tuple[int, int], output_size: tuple[int, int]) -> i
     )
 
 
-class DraftCrop:
-    """RandomResizedCrop that decodes a JPEG at the largest DCT reduction the drawn crop allows."""
+def tensor_resize(
+    image: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int], mode: str
+) -> torch.Tensor:
+    """The `box` (left, top, right, bottom) of `image`, rounded to whole pixels, resized to `size` by
+    torch's antialiased uint8 resize: a fraction of PIL's time on one core, a channels-last CHW result."""
+    pixels = to_uint8_tensor(image)
+    height, width = pixels.shape[1:]
+    left, top = min(round(box[0]), width - 1), min(round(box[1]), height - 1)
+    right, bottom = max(min(round(box[2]), width), left + 1), max(min(round(box[3]), height), top + 1)
+    crop = pixels[None, :, top:bottom, left:right].contiguous(memory_format=torch.channels_last)
+    return torch.nn.functional.interpolate(crop, size=size, mode=mode, antialias=True)[0]
 
-    def __init__(self, crop: RandomResizedCrop) -> None:
+
+class DraftCrop:
+    """RandomResizedCrop that decodes a JPEG at the largest DCT reduction the drawn crop allows; with
+    `to_tensor` (nothing but a mode conversion follows it) it resizes in torch and returns a uint8 tensor."""
+
+    def __init__(self, crop: RandomResizedCrop, to_tensor: bool = False) -> None:
         self.crop = crop
         self.size = tuple(crop.size)
         self.resample = pil_modes_mapping[crop.interpolation]
+        self.torch_mode = TORCH_RESIZE_MODES.get(crop.interpolation) if to_tensor else None
 
-    def __call__(self, image: Image.Image) -> Image.Image:
+    def __call__(self, image: Image.Image) -> Image.Image | torch.Tensor:
         """The crop, resized to the output size; `image` as opened: this call decodes it."""
         top, left, height, width = RandomResizedCrop.get_params(image, self.crop.scale, self.crop.ratio)
         factor = 1.0
@@ -110,10 +135,18 @@ class DraftCrop:
         image.load()
         box = (left / factor, top / factor, (left + width) / factor, (top + height) / factor)
         rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if self.torch_mode is not None:
+            return tensor_resize(rgb, box, self.size, self.torch_mode)
+        if factor == 1.0:  # decoded in full: open_clip's crop, then resize, for its very pixels
+            return rgb.crop(box).resize(self.size[::-1], self.resample)
         return rgb.resize(self.size[::-1], self.resample, box=box)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(size={self.size}, scale={self.crop.scale}, ratio={self.crop.ratio})"
+        resize = f"torch {self.torch_mode}" if self.torch_mode else "PIL"
+        return (
+            f"{type(self).__name__}(size={self.size}, scale={self.crop.scale}, ratio={self.crop.ratio}, "
+            f"resize={resize})"
+        )
 
 
 def worker_transform(transform: Callable, uint8: bool, draft: bool = False) -> Callable:
@@ -126,8 +159,9 @@ def worker_transform(transform: Callable, uint8: bool, draft: bool = False) -> C
         return transform
     head, normalize = parts
     lazy = draft and bool(head) and isinstance(head[0], RandomResizedCrop)
-    if lazy:
-        head = [DraftCrop(head[0]), *head[1:]]
+    if lazy:  # only a mode conversion left (a tensor is RGB already): the crop can hand over the tensor
+        to_tensor = uint8 and all(isinstance(step, MaybeConvertMode) for step in head[1:])
+        head = [DraftCrop(head[0], to_tensor=to_tensor), *head[1:]]
     tail = [to_uint8_tensor] if uint8 else [ToTensor(), normalize]
     return ImagePipeline([*head, *tail], lazy_decode=lazy)
 
