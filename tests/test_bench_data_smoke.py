@@ -60,6 +60,7 @@ def test_summary_takes_medians_and_pairs_ratios_by_round() -> None:
     assert (row["samples_per_s"], row["min"], row["max"]) == (20.0, 10.0, 30.0)
     assert row["ratio"] == pytest.approx(2.0), "medians: 20 / 10"
     assert (row["round_ratio_min"], row["round_ratio_max"]) == pytest.approx((0.5, 3.0))
+    assert row["round_ratio_median"] == pytest.approx(1.0), "rounds: 3, 1, 0.5"
     assert row["note"] is None and row["batch_bytes"] == 8
     alone = summary_row(("src", "train", "ours uint8"), ours, [], "unused")
     assert alone["ratio"] is None and alone["round_ratio_min"] is None and alone["samples_per_s"] == 20.0
