@@ -108,7 +108,11 @@ def test_unknown_group_option_lists_valid_ones(compose_train, group: str, bad: s
 
 @pytest.mark.slow
 def test_missing_pretrained_download_says_how_to_use_a_local_file(monkeypatch) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # read once at import: without this the hub is tried, with retries and back-off, for about 45 s
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError) as err:
         create_clip("ViT-B-32", pretrained="laion2b_s34b_b79k")
     message = str(err.value)

@@ -108,7 +108,8 @@ class WebDatasetDataModule(L.LightningDataModule):
     `max_skip_fraction` stops training when a worker's stream skips more than that fraction of its samples
     as undecodable (samples.SkipTally); under DDP every rank stops at the same batch (`stop_together`).
     `uint8_batches` ships images as uint8 for the module to normalise on its device; `draft_decode` decodes
-    train JPEGs at a reduced DCT scale where the crop allows (data/image_pipeline.py).
+    train JPEGs at a reduced DCT scale where the crop allows and resizes the crop in torch
+    (data/image_pipeline.py).
     `train` may list weighted sources, `[{spec: DIR, weight: 3}, ...]`, drawn by weight in resampled mode
     (data/weighted_sources.py); their mix is logged when a fit starts.
     """
