@@ -29,8 +29,8 @@ import numpy as np
 import open_clip
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from PIL import Image
 from open_clip.transform import MaybeConvertMode
+from PIL import Image
 from torchvision.transforms import Compose, InterpolationMode, Normalize, RandomResizedCrop, ToTensor
 from torchvision.transforms.functional import pil_modes_mapping
 
