@@ -11,7 +11,9 @@ import torch
 from helpers.shard_samples import shard_sample, write_split
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
+from torchvision.transforms import InterpolationMode
 
+from fashion_clip.data import image_pipeline
 from fashion_clip.data.datamodule import WebDatasetDataModule
 from fashion_clip.data.image_pipeline import (
     DraftCrop,
@@ -19,6 +21,7 @@ from fashion_clip.data.image_pipeline import (
     image_normalization,
     normalize_on_device,
     tensor_resize,
+    to_uint8_tensor,
     worker_transform,
 )
 from fashion_clip.data.samples import decode_sample
@@ -37,12 +40,8 @@ def photo(width: int, height: int, seed: int = 0, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def opened(jpeg: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(jpeg))
-
-
 def decoded(jpeg: bytes) -> Image.Image:
-    return opened(jpeg).convert("RGB")
+    return Image.open(io.BytesIO(jpeg)).convert("RGB")
 
 
 PRESETS = {
@@ -117,7 +116,7 @@ def test_draft_decode_never_leaves_the_crop_smaller_than_the_output(monkeypatch)
         jpeg = photo(width, height, seed=seed)
         for draw in range(8):
             torch.manual_seed(draw)
-            out = crop(opened(jpeg))
+            out = crop(jpeg)
             (decoded_width, decoded_height), box = boxes[-1]
             assert out.size == (224, 224)
             if box is None:  # decoded in full: open_clip's own crop, then resize
@@ -149,7 +148,7 @@ def test_draft_crop_is_open_clips_crop_when_nothing_can_be_reduced(uint8: bool) 
         torch.manual_seed(seed)
         expected = float_transform(decoded(jpeg))
         torch.manual_seed(seed)
-        got = fast(opened(jpeg))
+        got = fast(jpeg)
         if uint8:
             assert got.dtype == torch.uint8 and got.shape == (3, 224, 224)
             got = normalize_on_device(got[None], mean, std)[0]
@@ -161,13 +160,75 @@ def test_draft_crop_is_open_clips_crop_when_nothing_can_be_reduced(uint8: bool) 
 def test_tensor_resize_keeps_the_rounded_box_inside_the_image() -> None:
     """Boxes on the reduced grid are fractional: rounded, clipped and never empty, the crop keeps the
     output size (in channels-last memory, which `stack_images` copies as it is)."""
-    image = decoded(photo(50, 40))
+    image = to_uint8_tensor(decoded(photo(50, 40)))
     for box in [(0.4, 0.6, 49.6, 39.5), (-0.2, 0, 50.3, 40.2), (49.7, 39.8, 50.0, 40.0), (10, 5, 10.2, 5.1)]:
         out = tensor_resize(image, box, (16, 24), "bilinear")
         assert out.shape == (3, 16, 24) and out.dtype == torch.uint8
     assert tensor_resize(image, (2, 3, 40, 30), (16, 24), "bicubic").permute(1, 2, 0).is_contiguous()
     whole = tensor_resize(image, (0, 0, 50, 40), (40, 50), "bicubic")
-    assert torch.equal(whole, torch.from_numpy(np.array(image)).permute(2, 0, 1))  # same size: untouched
+    assert torch.equal(whole, image)  # same size: untouched
+
+
+def test_the_torch_path_decodes_no_smaller_than_the_crop_needs(monkeypatch) -> None:
+    """The uint8 path's decode (simplejpeg's scaled decode) leaves the crop at least the output size."""
+    calls: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
+    resize = image_pipeline.tensor_resize
+
+    def recording_resize(pixels, box, size, mode):
+        calls.append((tuple(pixels.shape), box))
+        return resize(pixels, box, size, mode)
+
+    monkeypatch.setattr(image_pipeline, "tensor_resize", recording_resize)
+    crop = DraftCrop(image_transform_v2(PreprocessCfg(size=(224, 224)), is_train=True).transforms[0], True)
+    reductions = set()
+    for seed, (width, height) in enumerate([(1200, 1600), (1601, 1203), (500, 2000), (230, 230), (900, 900)]):
+        jpeg = photo(width, height, seed=seed)
+        for draw in range(8):
+            torch.manual_seed(draw)
+            assert crop(jpeg).shape == (3, 224, 224)
+            (_, decoded_height, decoded_width), box = calls[-1]
+            reduction = round(width / decoded_width)
+            assert (decoded_height, decoded_width) == (-(-height // reduction), -(-width // reduction))
+            reductions.add(reduction)
+            if reduction == 1:  # decoded in full: the crop is open_clip's, whatever its size
+                continue
+            assert box[2] - box[0] >= 224 and box[3] - box[1] >= 224  # reduced: the crop still covers it
+            assert (
+                0 <= box[0]
+                and 0 <= box[1]
+                and box[2] <= decoded_width + 1e-6
+                and box[3] <= decoded_height + 1e-6
+            )
+    assert {1, 4}.issubset(reductions), reductions
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_the_torch_path_has_pillows_pixels(mode: str) -> None:
+    """simplejpeg (colour and grey JPEGs) and Pillow's draft decode the same scaled pixels, so the crop is
+    the same whichever decodes; CMYK JPEGs go to Pillow, whose conversion to RGB is the reference."""
+    crop = image_pipeline.RandomResizedCrop(96, scale=(0.9, 1.0), interpolation=InterpolationMode.BICUBIC)
+    turbo, pil = DraftCrop(crop, to_tensor=True), DraftCrop(crop)
+    for seed, (width, height) in enumerate([(800, 1000), (410, 390)]):
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(photo(width, height, seed=seed))).convert(mode).save(buffer, format="JPEG")
+        jpeg = buffer.getvalue()
+        for draw in range(3):
+            torch.manual_seed(draw)
+            got = turbo(jpeg)
+            torch.manual_seed(draw)
+            reference = pil_reference(pil, jpeg)
+            assert torch.equal(got, reference)
+
+
+def pil_reference(crop: DraftCrop, jpeg: bytes) -> torch.Tensor:
+    """What the torch path must give: Pillow's scaled decode, then the same torch resize."""
+    height, width = Image.open(io.BytesIO(jpeg)).size[::-1]
+    shape = torch.empty(1, 1, 1).expand(1, height, width)
+    top, left, crop_height, crop_width = image_pipeline.RandomResizedCrop.get_params(shape, *crop.crop_range)
+    reduction = dct_reduction((crop_height, crop_width), crop.size)
+    decoded, factor = image_pipeline.pil_draft(Image.open(io.BytesIO(jpeg)), reduction)
+    box = (left / factor, top / factor, (left + crop_width) / factor, (top + crop_height) / factor)
+    return image_pipeline.tensor_resize(to_uint8_tensor(decoded), box, crop.size, "bicubic")
 
 
 def test_draft_crop_draws_the_same_box_as_open_clip_on_large_photos() -> None:
@@ -181,19 +242,24 @@ def test_draft_crop_draws_the_same_box_as_open_clip_on_large_photos() -> None:
         torch.manual_seed(seed)
         expected = float_transform(decoded(jpeg))
         torch.manual_seed(seed)
-        got = normalize_on_device(fast(opened(jpeg))[None], mean, std)[0]
+        got = normalize_on_device(fast(jpeg)[None], mean, std)[0]
         pixel_error = ((got - expected) * std.view(-1, 1, 1)).abs().mean()
         assert pixel_error < 4 / 255, float(pixel_error)
 
 
-def test_a_truncated_jpeg_fails_in_the_draft_path_as_in_the_full_one() -> None:
+@pytest.mark.parametrize("uint8", [False, True])
+def test_a_truncated_jpeg_fails_in_the_draft_path_as_in_the_full_one(uint8: bool) -> None:
+    """Pillow (float path) and simplejpeg (uint8 path) both refuse the missing tail, so the sample is
+    skipped and counted rather than trained on with a grey lower part."""
     fast = worker_transform(
-        image_transform_v2(PreprocessCfg(size=(64, 64)), is_train=True), uint8=True, draft=True
+        image_transform_v2(PreprocessCfg(size=(64, 64)), is_train=True), uint8=uint8, draft=True
     )
     jpeg = photo(1200, 1600)
     sample = {"__key__": "k", "jpg": jpeg[: len(jpeg) // 3], "txt": b"a dress"}
-    with pytest.raises(OSError, match="truncated"):
+    with pytest.raises(ValueError if uint8 else OSError, match="Premature end" if uint8 else "truncated"):
         decode_sample(sample, fast)
+    with pytest.raises(OSError, match="truncated"):
+        decode_sample(sample, worker_transform(image_transform_v2(PreprocessCfg(size=(64, 64)), True), uint8))
 
 
 def test_the_module_normalises_uint8_batches_and_leaves_float_ones(tiny_clip) -> None:

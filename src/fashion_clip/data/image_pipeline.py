@@ -14,19 +14,24 @@ crop at least the output size in both directions, and crops and resizes from the
 cropped to 224 px then decodes at 1/4 of each side: a sixteenth of the pixels. When the crop is the last
 step before the uint8 tensor (open_clip's default train transform), it resizes with torch's antialiased
 uint8 resize (PIL's filters, about 4x faster than PIL's resize on one core; `tensor_resize`), on the box
-rounded to whole pixels of the decoded grid. Both change pixels (the DCT scaling averages blocks where the
+rounded to whole pixels of the decoded grid, and decodes with simplejpeg (the same libjpeg-turbo scaled
+decode, the same pixels, straight into a numpy array: Pillow's decode plus its copy out to numpy cost 15%
+more per photo). Both change pixels (the DCT scaling averages blocks where the
 full path resamples bicubically; torch's resize rounds between its two passes as PIL does not), hence
 train-only; docs/training.md#data-pipeline-speed has the measured differences.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import open_clip
+import simplejpeg
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transform import MaybeConvertMode
@@ -39,11 +44,14 @@ log = logging.getLogger(__name__)
 DCT_REDUCTIONS = (8, 4, 2)
 # the filters torch resizes uint8 images with as PIL does (antialiased; a=-0.5 for bicubic)
 TORCH_RESIZE_MODES = {InterpolationMode.BICUBIC: "bicubic", InterpolationMode.BILINEAR: "bilinear"}
+JPEG_MAGIC = b"\xff\xd8"
+# the JPEG colour spaces simplejpeg turns into RGB as Pillow's convert("RGB") does (CMYK/YCCK go to Pillow)
+TURBO_COLORSPACES = ("YCbCr", "Gray", "RGB")
 
 
 class ImagePipeline(Compose):
     """open_clip's steps with ours swapped in; `lazy_decode` tells the sample decoder to hand over the
-    image as opened (header read, pixels not yet decoded), since the first step decodes it itself."""
+    image's encoded bytes, since the first step decodes it itself."""
 
     def __init__(self, transforms: Sequence[Callable], lazy_decode: bool = False) -> None:
         super().__init__(list(transforms))
@@ -99,16 +107,47 @@ def dct_reduction(crop_size: tuple[int, int], output_size: tuple[int, int]) -> i
 
 
 def tensor_resize(
-    image: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int], mode: str
+    pixels: torch.Tensor, box: tuple[float, float, float, float], size: tuple[int, int], mode: str
 ) -> torch.Tensor:
-    """The `box` (left, top, right, bottom) of `image`, rounded to whole pixels, resized to `size` by
-    torch's antialiased uint8 resize: a fraction of PIL's time on one core, a channels-last CHW result."""
-    pixels = to_uint8_tensor(image)
+    """The `box` (left, top, right, bottom) of CHW uint8 `pixels`, rounded to whole pixels, resized to
+    `size` by torch's antialiased uint8 resize: a fraction of PIL's time on one core, a channels-last CHW
+    result."""
     height, width = pixels.shape[1:]
     left, top = min(round(box[0]), width - 1), min(round(box[1]), height - 1)
     right, bottom = max(min(round(box[2]), width), left + 1), max(min(round(box[3]), height), top + 1)
     crop = pixels[None, :, top:bottom, left:right].contiguous(memory_format=torch.channels_last)
     return torch.nn.functional.interpolate(crop, size=size, mode=mode, antialias=True)[0]
+
+
+def turbo_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of a JPEG simplejpeg decodes to RGB as Pillow would; None for anything else."""
+    if not data.startswith(JPEG_MAGIC):
+        return None
+    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    return (height, width) if colorspace in TURBO_COLORSPACES else None
+
+
+def turbo_decode(data: bytes, size: tuple[int, int], reduction: int) -> torch.Tensor:
+    """The JPEG decoded at 1/`reduction` of each side of its (height, width) `size` (libjpeg-turbo's
+    output is the sides divided and rounded up, the smallest that meets these minimums), as CHW uint8."""
+    height, width = size
+    rgb = simplejpeg.decode_jpeg(
+        data, "RGB", min_height=math.ceil(height / reduction), min_width=math.ceil(width / reduction)
+    )
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+def pil_draft(image: Image.Image, reduction: int) -> tuple[Image.Image, float]:
+    """The opened image decoded by Pillow, at 1/`reduction` of each side where it is a JPEG, in RGB, and
+    the reduction it got (Pillow's draft box is the full size divided by it)."""
+    factor = 1.0
+    if reduction > 1 and image.format == "JPEG":
+        full_width = image.width
+        drafted = image.draft("RGB", (max(1, image.width // reduction), max(1, image.height // reduction)))
+        if drafted is not None:
+            factor = full_width / drafted[1][2]
+    image.load()
+    return (image if image.mode == "RGB" else image.convert("RGB")), factor
 
 
 class DraftCrop:
@@ -117,29 +156,33 @@ class DraftCrop:
 
     def __init__(self, crop: RandomResizedCrop, to_tensor: bool = False) -> None:
         self.crop = crop
+        self.crop_range = (crop.scale, crop.ratio)
         self.size = tuple(crop.size)
         self.resample = pil_modes_mapping[crop.interpolation]
         self.torch_mode = TORCH_RESIZE_MODES.get(crop.interpolation) if to_tensor else None
 
-    def __call__(self, image: Image.Image) -> Image.Image | torch.Tensor:
-        """The crop, resized to the output size; `image` as opened: this call decodes it."""
-        top, left, height, width = RandomResizedCrop.get_params(image, self.crop.scale, self.crop.ratio)
-        factor = 1.0
-        reduction = dct_reduction((height, width), self.size)
-        if reduction > 1 and image.format == "JPEG":
-            full_width = image.width
-            target = (max(1, image.width // reduction), max(1, image.height // reduction))
-            drafted = image.draft("RGB", target)
-            if drafted is not None:  # pixel k of the reduced image covers pixels [k, k + 1) * factor
-                factor = full_width / drafted[1][2]
-        image.load()
-        box = (left / factor, top / factor, (left + width) / factor, (top + height) / factor)
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+    def __call__(self, data: bytes) -> Image.Image | torch.Tensor:
+        """The crop, resized to the output size; `data` is the encoded image: this call decodes it."""
+        turbo_size = turbo_jpeg_size(data) if self.torch_mode is not None else None
+        image = None if turbo_size else Image.open(io.BytesIO(data))
+        height, width = turbo_size or (image.height, image.width)
+        # a tensor of the image's shape and no memory: torchvision reads the size off it, and the draws
+        # are RandomResizedCrop's own
+        shape = torch.empty(1, 1, 1).expand(1, height, width)
+        top, left, crop_height, crop_width = RandomResizedCrop.get_params(shape, *self.crop_range)
+        reduction = dct_reduction((crop_height, crop_width), self.size)
+        if turbo_size:
+            decoded, factor = turbo_decode(data, turbo_size, reduction), float(reduction)
+        else:
+            decoded, factor = pil_draft(image, reduction)
+        # pixel k of the reduced image covers pixels [k, k + 1) * factor
+        box = (left / factor, top / factor, (left + crop_width) / factor, (top + crop_height) / factor)
         if self.torch_mode is not None:
-            return tensor_resize(rgb, box, self.size, self.torch_mode)
+            pixels = decoded if turbo_size else to_uint8_tensor(decoded)
+            return tensor_resize(pixels, box, self.size, self.torch_mode)
         if factor == 1.0:  # decoded in full: open_clip's crop, then resize, for its very pixels
-            return rgb.crop(box).resize(self.size[::-1], self.resample)
-        return rgb.resize(self.size[::-1], self.resample, box=box)
+            return decoded.crop(box).resize(self.size[::-1], self.resample)
+        return decoded.resize(self.size[::-1], self.resample, box=box)
 
     def __repr__(self) -> str:
         resize = f"torch {self.torch_mode}" if self.torch_mode else "PIL"
@@ -167,7 +210,7 @@ def worker_transform(transform: Callable, uint8: bool, draft: bool = False) -> C
 
 
 def decodes_lazily(transform: Any) -> bool:
-    """Whether `transform` wants the image as opened rather than decoded."""
+    """Whether `transform` wants the image's encoded bytes rather than its decoded pixels."""
     return bool(getattr(transform, "lazy_decode", False))
 
 

@@ -94,30 +94,30 @@ def sample_captions(sample: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return captions
 
 
-def open_image(sample: dict[str, Any]) -> Image.Image:
-    """First image member, opened: its header is read, its pixels are not decoded yet."""
+def image_bytes(sample: dict[str, Any]) -> bytes:
+    """First image member, still encoded."""
     ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
     if ext is None:
         raise ValueError(f"no image member (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return Image.open(io.BytesIO(sample[ext]))
+    return sample[ext]
 
 
 def decode_image(sample: dict[str, Any]) -> Image.Image:
     """First image member, fully decoded now so truncated files fail here rather than in the model."""
-    image = open_image(sample)
+    image = Image.open(io.BytesIO(image_bytes(sample)))
     image.load()
     return image.convert("RGB")
 
 
 def decode_sample(
-    sample: dict[str, Any], transform: Callable[[Image.Image], Any]
+    sample: dict[str, Any], transform: Callable[[Any], Any]
 ) -> tuple[dict[str, Any], list[str], Any]:
     """Metadata, captions and transformed image of a raw shard sample; raises on anything unusable, so
     training and evaluation readers agree on what counts as a corrupt sample. A transform that decodes
-    the image itself (data/image_pipeline.py: reduced-scale JPEG decode) gets it as opened."""
+    the image itself (data/image_pipeline.py: reduced-scale JPEG decode) gets its encoded bytes."""
     meta = json.loads(sample["json"]) if "json" in sample else {}
     captions = sample_captions(sample, meta)
-    image = open_image(sample) if decodes_lazily(transform) else decode_image(sample)
+    image = image_bytes(sample) if decodes_lazily(transform) else decode_image(sample)
     return meta, captions, transform(image)
 
 
