@@ -62,7 +62,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py --openclip-python $(BENCH_VENV)/bin/python $(ARGS)
 
 # the data pipelines alone, samples/s per CPU core (one data worker), ours against open_clip_train's loader,
-# written to outputs/bench-data/<date>/results.{json,md}: about 30 minutes on 2 idle cores (ARGS="--rounds 3"
+# written to outputs/bench-data/<date>/results.{json,md}: 18-30 minutes on 2 idle cores (ARGS="--rounds 3"
 # for a rougher look)
 bench-data: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/data_pipeline.py --openclip-python $(BENCH_VENV)/bin/python $(ARGS)
