@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from helpers.shard_samples import shard_sample, write_split
 from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -249,17 +250,31 @@ def test_draft_crop_draws_the_same_box_as_open_clip_on_large_photos() -> None:
 
 @pytest.mark.parametrize("uint8", [False, True])
 def test_a_truncated_jpeg_fails_in_the_draft_path_as_in_the_full_one(uint8: bool) -> None:
-    """Pillow (float path) and simplejpeg (uint8 path) both refuse the missing tail, so the sample is
-    skipped and counted rather than trained on with a grey lower part."""
-    fast = worker_transform(
-        image_transform_v2(PreprocessCfg(size=(64, 64)), is_train=True), uint8=uint8, draft=True
-    )
+    """Pillow refuses the missing tail on every path (simplejpeg's refusal hands the file to Pillow), so
+    the sample is skipped and counted rather than trained on with a grey lower part."""
     jpeg = photo(1200, 1600)
     sample = {"__key__": "k", "jpg": jpeg[: len(jpeg) // 3], "txt": b"a dress"}
-    with pytest.raises(ValueError if uint8 else OSError, match="Premature end" if uint8 else "truncated"):
-        decode_sample(sample, fast)
-    with pytest.raises(OSError, match="truncated"):
-        decode_sample(sample, worker_transform(image_transform_v2(PreprocessCfg(size=(64, 64)), True), uint8))
+    float_transform = image_transform_v2(PreprocessCfg(size=(64, 64)), is_train=True)
+    for draft in (True, False):
+        with pytest.raises(OSError, match="truncated"):
+            decode_sample(sample, worker_transform(float_transform, uint8=uint8, draft=draft))
+
+
+def test_a_jpeg_libjpeg_turbo_flags_but_pillow_decodes_is_kept() -> None:
+    """Stray bytes before a marker: simplejpeg refuses the file, Pillow (the float path, evaluation)
+    decodes it; the uint8 train crop follows Pillow rather than skipping a sample the others keep."""
+    jpeg = photo(800, 1000)
+    marker = jpeg.index(b"\xff\xdb")
+    stray = jpeg[:marker] + b"\x12\x34" + jpeg[marker:]
+    with pytest.raises(ValueError, match="extraneous bytes"):
+        simplejpeg.decode_jpeg(stray)
+    crop = image_pipeline.RandomResizedCrop(96, scale=(0.9, 1.0), interpolation=InterpolationMode.BICUBIC)
+    torch.manual_seed(0)
+    got = DraftCrop(crop, to_tensor=True)(stray)
+    torch.manual_seed(0)
+    assert torch.equal(got, pil_reference(DraftCrop(crop), stray))
+    torch.manual_seed(0)
+    assert torch.equal(got, pil_reference(DraftCrop(crop), jpeg))  # the same pixels as the clean file
 
 
 def test_the_module_normalises_uint8_batches_and_leaves_float_ones(tiny_clip) -> None:

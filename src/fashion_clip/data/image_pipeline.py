@@ -16,7 +16,8 @@ step before the uint8 tensor (open_clip's default train transform), it resizes w
 uint8 resize (PIL's filters, about 4x faster than PIL's resize on one core; `tensor_resize`), on the box
 rounded to whole pixels of the decoded grid, and decodes with simplejpeg (the same libjpeg-turbo scaled
 decode, the same pixels, straight into a numpy array: Pillow's decode plus its copy out to numpy cost 15%
-more per photo). Both change pixels (the DCT scaling averages blocks where the
+more per photo; what simplejpeg cannot or will not decode goes to Pillow, so the same samples are kept and
+skipped as on the float path). Both change pixels (the DCT scaling averages blocks where the
 full path resamples bicubically; torch's resize rounds between its two passes as PIL does not), hence
 train-only; docs/training.md#data-pipeline-speed has the measured differences.
 """
@@ -120,21 +121,36 @@ def tensor_resize(
 
 
 def turbo_jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) of a JPEG simplejpeg decodes to RGB as Pillow would; None for anything else."""
+    """(height, width) of a JPEG simplejpeg decodes to RGB as Pillow would; None for anything else, and for
+    headers libjpeg-turbo flags (extraneous bytes and the like), which Pillow judges as on the float path."""
     if not data.startswith(JPEG_MAGIC):
         return None
-    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
     return (height, width) if colorspace in TURBO_COLORSPACES else None
 
 
-def turbo_decode(data: bytes, size: tuple[int, int], reduction: int) -> torch.Tensor:
+def turbo_decode(data: bytes, size: tuple[int, int], reduction: int) -> torch.Tensor | None:
     """The JPEG decoded at 1/`reduction` of each side of its (height, width) `size` (libjpeg-turbo's
-    output is the sides divided and rounded up, the smallest that meets these minimums), as CHW uint8."""
+    output is the sides divided and rounded up, the smallest that meets these minimums), as CHW uint8;
+    None where libjpeg-turbo flags the data (a truncated file, stray bytes): Pillow then decides, refusing
+    what it refuses on the float path and decoding what it decodes there."""
     height, width = size
-    rgb = simplejpeg.decode_jpeg(
-        data, "RGB", min_height=math.ceil(height / reduction), min_width=math.ceil(width / reduction)
-    )
+    try:
+        rgb = simplejpeg.decode_jpeg(
+            data, "RGB", min_height=math.ceil(height / reduction), min_width=math.ceil(width / reduction)
+        )
+    except ValueError:
+        return None
     return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+def scaled_box(box: tuple[int, int, int, int], factor: float) -> tuple[float, ...]:
+    """A (left, top, right, bottom) box of the full image on the grid reduced by `factor`: pixel k of the
+    reduced image covers pixels [k, k + 1) * factor."""
+    return tuple(side / factor for side in box)
 
 
 def pil_draft(image: Image.Image, reduction: int) -> tuple[Image.Image, float]:
@@ -171,15 +187,14 @@ class DraftCrop:
         shape = torch.empty(1, 1, 1).expand(1, height, width)
         top, left, crop_height, crop_width = RandomResizedCrop.get_params(shape, *self.crop_range)
         reduction = dct_reduction((crop_height, crop_width), self.size)
-        if turbo_size:
-            decoded, factor = turbo_decode(data, turbo_size, reduction), float(reduction)
-        else:
-            decoded, factor = pil_draft(image, reduction)
-        # pixel k of the reduced image covers pixels [k, k + 1) * factor
-        box = (left / factor, top / factor, (left + crop_width) / factor, (top + crop_height) / factor)
+        crop = (left, top, left + crop_width, top + crop_height)
+        pixels = turbo_decode(data, turbo_size, reduction) if turbo_size else None
+        if pixels is not None:
+            return tensor_resize(pixels, scaled_box(crop, reduction), self.size, self.torch_mode)
+        decoded, factor = pil_draft(image or Image.open(io.BytesIO(data)), reduction)
+        box = scaled_box(crop, factor)
         if self.torch_mode is not None:
-            pixels = decoded if turbo_size else to_uint8_tensor(decoded)
-            return tensor_resize(pixels, box, self.size, self.torch_mode)
+            return tensor_resize(to_uint8_tensor(decoded), box, self.size, self.torch_mode)
         if factor == 1.0:  # decoded in full: open_clip's crop, then resize, for its very pixels
             return decoded.crop(box).resize(self.size[::-1], self.resample)
         return decoded.resize(self.size[::-1], self.resample, box=box)
