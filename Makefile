@@ -3,9 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# --no-compile: pip would byte-compile all ~21,000 installed modules (about 45 s on one core); Python
-# compiles the few thousand a run imports on first use instead
-PIP_FLAGS := --disable-pip-version-check -q --no-compile
+PIP_FLAGS := --disable-pip-version-check -q
 
 .PHONY: install demo demo-hard-data demo-hard-photos-data train test test-fast lint clean-demo bench bench-data
 
