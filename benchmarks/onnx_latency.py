@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.table import Table
 from search_latency import percentile, tiled
 
+from fashion_clip.deploy.export import export_onnx_directory
 from fashion_clip.deploy.export_files import encoder_file
 from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.deploy.onnx_bundle import onnx_bundle
 from fashion_clip.evaluation.full import full_protocol
-from fashion_clip.export import export_onnx_directory
 from fashion_clip.models.factory import ClipBundle, create_clip
 from fashion_clip.models.identity import clip_config, identify
 from fashion_clip.retrieval.embedding import embed_catalogue

@@ -10,7 +10,7 @@ from helpers.python_subprocess import run_python
 from helpers.tiny_model import save_tiny_weights
 
 from fashion_clip.errors import ConfigError, MissingInputError
-from fashion_clip.evaluate import evaluate
+from fashion_clip.evaluation.run import evaluate
 from fashion_clip.records import BASE, FINETUNED, read_results
 
 FEW_NEGATIVES = ("protocol.sample100.num_negatives=8", "protocol.sample100.num_queries=12")

@@ -14,8 +14,8 @@ from helpers.lightning_trainer import save_lightning
 from helpers.python_subprocess import run_python
 from helpers.tiny_model import TINY, random_tiny, save_tiny_weights, save_trained_lora_tiny
 
+from fashion_clip.deploy.export import export_open_clip, plain_state_dict
 from fashion_clip.errors import ConfigError
-from fashion_clip.export import export_open_clip, plain_state_dict
 from fashion_clip.losses import SigLipLoss
 from fashion_clip.models import factory
 from fashion_clip.models.clip_module import ClipModule
@@ -69,7 +69,7 @@ def test_exports_load_in_plain_open_clip_and_embed_identically(
     with torch.no_grad():
         siglip_trained.logit_bias.fill_(-3.0)
     ckpt = save_lightning(module, tmp_path / "last.ckpt")
-    with caplog.at_level(logging.INFO, logger="fashion_clip.export"):
+    with caplog.at_level(logging.INFO, logger="fashion_clip.deploy.export"):
         lightning = export_open_clip(BUILTIN, ckpt, tmp_path / "from_lightning.pt")
     assert "dropped logit_bias=-3.0000" in caplog.text
     exported = torch.load(lightning, weights_only=True)

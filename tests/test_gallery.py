@@ -16,8 +16,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluate import evaluate
 from fashion_clip.evaluation.front_door import SplitScoring, split_scoring, write_run_outputs
+from fashion_clip.evaluation.run import evaluate
+from fashion_clip.evaluation.wise import wise
 from fashion_clip.records import BASE, FINETUNED, read_results
 from fashion_clip.reports.pages import (
     IMAGE,
@@ -30,7 +31,6 @@ from fashion_clip.reports.pages import (
 )
 from fashion_clip.retrieval.embedding import CaptionRecord, EmbeddedSplit, ImageRecord
 from fashion_clip.training import train
-from fashion_clip.wise import wise
 
 CATEGORIES = ["dress", "shoes"]
 GALLERY = ("evaluation.gallery=true",)

@@ -24,10 +24,10 @@ from PIL import Image
 from torch import nn
 
 from fashion_clip.data.catalogue_reader import ShardCatalogue
+from fashion_clip.deploy.export import export_onnx_directory
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.evaluation.attributes import ranking_metrics
 from fashion_clip.evaluation.marqo import MarqoBenchmark, ranked_run
-from fashion_clip.export import export_onnx_directory
 from fashion_clip.records import read_results
 from fashion_clip.reports.leaderboard import published_payload
 from fashion_clip.retrieval.embedding import EmbeddedSplit, ImageRecord, embed_catalogue

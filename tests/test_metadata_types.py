@@ -15,8 +15,8 @@ from helpers.shard_samples import jpeg_bytes, shard_sample, write_split
 from helpers.tiny_model import save_tiny_weights
 
 from fashion_clip.data.catalogue_reader import ShardCatalogue
-from fashion_clip.evaluate import evaluate
 from fashion_clip.evaluation.attributes import attribute_search, ranking_metrics
+from fashion_clip.evaluation.run import evaluate
 from fashion_clip.records import read_results, unflatten
 from fashion_clip.retrieval.embedding import ImageRecord, embed_catalogue
 from fashion_clip.retrieval.index_file import save_index

@@ -13,11 +13,11 @@ from helpers.tiny_model import TINY, save_tiny_weights
 from fashion_clip import api
 from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.errors import ConfigError
+from fashion_clip.evaluation.wise import wise
 from fashion_clip.models.identity import clip_config
 from fashion_clip.models.stored_config import StoredConfigError
 from fashion_clip.records import FINETUNED
 from fashion_clip.utils.launch import from_launch_dir, launch_reference
-from fashion_clip.wise import wise
 
 # a checkpoint the tests keep under their launch directory and never in the process's working directory
 RELATIVE_CKPT = "checkpoints/launch-dir-weights.pt"

@@ -20,6 +20,7 @@ from helpers.tiny_model import TINY, save_tiny_weights, save_trained_lora_tiny
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
+from fashion_clip.deploy.export import export_onnx_directory
 from fashion_clip.deploy.export_files import FINGERPRINT_KEY, PREPROCESS_FILE, encoder_file, read_export
 from fashion_clip.deploy.image_preprocess import preprocess
 from fashion_clip.deploy.model_loader import load_clip
@@ -30,7 +31,6 @@ from fashion_clip.deploy.text_tokenizer import CLEANERS, TextTokenizer
 from fashion_clip.deploy.tokenizer_export import export_tokenizer
 from fashion_clip.errors import ConfigError, UserError
 from fashion_clip.evaluation.full import full_protocol
-from fashion_clip.export import export_onnx_directory
 from fashion_clip.models.factory import create_tokenizer
 from fashion_clip.models.identity import weights_fingerprint
 from fashion_clip.models.lora import LoraSettings

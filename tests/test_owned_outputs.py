@@ -213,7 +213,7 @@ def test_onnx_export_directory_is_refused_without_overwrite_and_with_a_users_fil
     # imported here: the spawned ranks below re-import this module, and open_clip takes them ~10 s each
     from helpers.tiny_model import TINY
 
-    from fashion_clip.export import export_onnx_directory
+    from fashion_clip.deploy.export import export_onnx_directory
 
     out = fake_export(tmp_path / "exported")
     before = snapshot(out)

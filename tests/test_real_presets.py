@@ -19,8 +19,8 @@ from helpers.train_overrides import REAL_ONE_STEP_ON_CPU
 from hydra.utils import instantiate
 
 from fashion_clip.demo.catalogue import generate_demo_catalogue
-from fashion_clip.evaluate import evaluate
-from fashion_clip.export import export_open_clip
+from fashion_clip.deploy.export import export_open_clip
+from fashion_clip.evaluation.run import evaluate
 from fashion_clip.losses import SigLipLoss
 from fashion_clip.models.clip_module import ClipModule
 from fashion_clip.models.tower_lock import tower_of

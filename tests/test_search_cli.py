@@ -20,8 +20,7 @@ from omegaconf import DictConfig
 from fashion_clip.api import compose_with_hydra
 from fashion_clip.data.manifest import read_manifest
 from fashion_clip.errors import ConfigError, MissingInputError
-from fashion_clip.index import index_catalogue
-from fashion_clip.retrieval.index_file import load_index, save_index
+from fashion_clip.retrieval.index_file import index_catalogue, load_index, save_index
 from fashion_clip.retrieval.page import read_catalogue_image
 from fashion_clip.search import main as search_main
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.tune import tune
+from fashion_clip.tuning.run import tune
 from fashion_clip.tuning.search_space import search_space
 
 

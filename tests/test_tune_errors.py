@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from fashion_clip.errors import ConfigError, UserError
-from fashion_clip.tune import tune
 from fashion_clip.tuning.objective import USER_ERROR
+from fashion_clip.tuning.run import tune
 from fashion_clip.tuning.search_space import search_space
 from fashion_clip.tuning.space_preflight import extreme_points
 from fashion_clip.tuning.study import counted_trials
@@ -42,7 +42,7 @@ def scripted_train(*errors: Exception | None) -> Callable:
 @pytest.fixture
 def no_report(monkeypatch: pytest.MonkeyPatch) -> None:
     """Leave out the table, CSV and plots (seconds of matplotlib) where only the trials' states matter."""
-    monkeypatch.setattr("fashion_clip.tune.write_study_report", lambda *args: {})
+    monkeypatch.setattr("fashion_clip.tuning.run.write_study_report", lambda *args: {})
 
 
 def test_extreme_points_name_each_end_then_both_corners() -> None:
@@ -132,7 +132,7 @@ def test_a_user_error_in_a_trial_stops_the_search_and_is_not_counted(
     no_report, compose_train, small_catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     overrides = (*SEARCH, "hparams_search.n_trials=2")
-    monkeypatch.setattr("fashion_clip.tune.train", scripted_train(ConfigError(DIVISIBLE + ".")))
+    monkeypatch.setattr("fashion_clip.tuning.run.train", scripted_train(ConfigError(DIVISIBLE + ".")))
     with pytest.raises(
         UserError, match=r"trial 0 \(optimizer.lr=.*\) stopped the search: " + DIVISIBLE
     ) as stop:
@@ -143,7 +143,7 @@ def test_a_user_error_in_a_trial_stops_the_search_and_is_not_counted(
     assert trial.state == TrialState.FAIL and trial.user_attrs[USER_ERROR] == DIVISIBLE + "."
     assert counted_trials(study) == 0
 
-    monkeypatch.setattr("fashion_clip.tune.train", scripted_train())  # the config fixed
+    monkeypatch.setattr("fashion_clip.tuning.run.train", scripted_train())  # the config fixed
     study = tune(compose_train(*overrides, data_dir=small_catalogue))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert counted_trials(study) == 2  # n_trials reached: the same command runs nothing more
@@ -153,7 +153,7 @@ def test_a_crash_in_a_trial_is_counted_as_failed_and_the_search_goes_on(
     no_report, compose_train, small_catalogue: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     overrides = (*SEARCH, "hparams_search.n_trials=2")
-    monkeypatch.setattr("fashion_clip.tune.train", scripted_train(RuntimeError("CUDA out of memory")))
+    monkeypatch.setattr("fashion_clip.tuning.run.train", scripted_train(RuntimeError("CUDA out of memory")))
     study = tune(compose_train(*overrides, data_dir=small_catalogue))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert USER_ERROR not in study.trials[0].user_attrs

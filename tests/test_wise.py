@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fashion_clip.errors import ConfigError
-from fashion_clip.evaluate import evaluate
+from fashion_clip.evaluation.run import evaluate
+from fashion_clip.evaluation.wise import check_alphas, interpolate, wise
 from fashion_clip.models.factory import create_clip
-from fashion_clip.wise import check_alphas, interpolate, wise
 
 
 def test_interpolate_mixes_floats_and_keeps_finetuned_only_keys() -> None:

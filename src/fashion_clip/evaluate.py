@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from fashion_clip.config import hydra_entry
-from fashion_clip.evaluation.run import evaluate
 
-main = hydra_entry("evaluate", evaluate)
+main = hydra_entry("evaluate", "fashion_clip.evaluation.run.evaluate")
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from fashion_clip.config import hydra_entry
-from fashion_clip.training import train
 
-main = hydra_entry("train", train)
+main = hydra_entry("train", "fashion_clip.training.train")
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """The index file: fp16 unit-norm image embeddings, one metadata row per image, and the model identity;
-built by embedding every image of a catalogue (shards or a plain folder) with its metadata.
+built by embedding every image of a catalogue (shards or a plain folder) with its metadata, with the model
+a config names (`index_catalogue`, the index command's work).
 
 Stored with `torch.save` as a dict of tensors and plain Python types (metadata column by column, which
 pickles far smaller than one dict per row), so it loads with `torch.load(weights_only=True)`.
@@ -7,6 +8,7 @@ pickles far smaller than one dict per row), so it loads with `torch.load(weights
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -14,14 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from fashion_clip.data.catalogue_reader import FolderCatalogue, ShardCatalogue, Transform
 from fashion_clip.data.manifest import MANIFEST_NAME
+from fashion_clip.data.shard_spec import REMOTE_PREFIXES
+from fashion_clip.deploy.model_loader import load_clip
 from fashion_clip.errors import ConfigError, MissingInputError, UserError
 from fashion_clip.models.factory import ClipBundle
 from fashion_clip.models.identity import ModelIdentity
+from fashion_clip.preflight import preflight
 from fashion_clip.retrieval.embedding import ImageRecord, embed_catalogue
 from fashion_clip.utils.files import atomic_output
+from fashion_clip.utils.launch import from_launch_dir, resolve_device
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "fashion-clip-index"
 FORMAT_VERSION = 1
@@ -173,3 +182,42 @@ def build_index(
         description="indexing",
     )
     return IndexData(split.image_features.half(), split.images, identity, catalogue, split.skipped)
+
+
+def launch_location(root: str, value: str) -> str:
+    """A local path taken from where the user launched; remote URLs stay as given."""
+    return value if value.startswith(REMOTE_PREFIXES) else str(from_launch_dir(root, value))
+
+
+def index_catalogue(cfg: DictConfig) -> Path:
+    """Embed the catalogue at `source` with the configured model and write the index to `out`."""
+    preflight(cfg, "index")
+    root = cfg.paths.root_dir
+    out = Path(launch_location(root, str(cfg.out)))
+    refuse_existing(out, cfg.overwrite)
+    loaded = load_clip(
+        cfg.model, cfg.ckpt_path, root=root, onnx=cfg.get("onnx"), trust_checkpoint=cfg.trust_checkpoint
+    )
+    bundle, identity = loaded.bundle, loaded.identity
+    source = launch_location(root, str(cfg.source))
+    index = build_index(
+        bundle,
+        open_catalogue(source, bundle.val_transform),
+        identity,
+        source,
+        batch_size=cfg.evaluation.batch_size,
+        num_workers=cfg.evaluation.num_workers,
+        device=resolve_device(cfg.evaluation.device),
+    )
+    save_index(index, out, cfg.overwrite)
+    log.info(
+        "indexed %d images of %d products (%d unreadable skipped) from %s with %s into %s (%.1f MB)",
+        len(index),
+        index.num_products,
+        index.skipped,
+        source,
+        identity.describe(),
+        out,
+        out.stat().st_size / 1e6,
+    )
+    return out
